@@ -1,0 +1,98 @@
+"""LightNL: the lightweight non-local block of AutoNL (brief section 1).
+
+No theta/phi/g/W_z convolutions: the query is the first ``r*C`` channels of the input, the key the
+same channels subsampled by ``s``, the value all channels subsampled by ``s``. The aggregation
+``y = q k^T v / (H*W)`` is computed in whichever association order is cheaper
+(`autonl_tf.cost.lightnl_orders`), then ``z = x + BN(DepthwiseConv3x3(y))`` with BN gamma
+initialised to zero, so a freshly inserted block is the identity.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from autonl_tf import cost
+
+__all__ = ["LightNL", "lightnl_aggregate"]
+
+
+def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int) -> tf.Tensor:
+    """The non-local aggregation ``(q k^T) v / (H*W)`` of a LightNL, without conv/BN/residual.
+
+    Args:
+      x: [batch, H, W, C] channels-last tensor. H, W and C must be static (they decide the order).
+      ratio: channel ratio r of the query/key; ``lightnl_channels(C, r)`` channels are used.
+      stride: spatial stride s of the key/value (``x[:, ::s, ::s]``).
+
+    Returns:
+      [batch, H, W, C] tensor of ``x``'s dtype.
+    """
+    _, height, width, channels = x.shape
+    if height is None or width is None or channels is None:
+        raise ValueError(
+            f"LightNL needs static height, width and channels to pick its multiplication order; "
+            f"got input shape {tuple(x.shape)}. Build the model with a fixed image size."
+        )
+    rc = cost.lightnl_channels(channels, ratio)
+    batch = tf.shape(x)[0]
+    query = tf.reshape(x[..., :rc], [batch, height * width, rc])
+    sub = x[:, ::stride, ::stride, :] if stride > 1 else x
+    num_keys = sub.shape[1] * sub.shape[2]
+    key = tf.reshape(sub[..., :rc], [batch, num_keys, rc])
+    value = tf.reshape(sub, [batch, num_keys, channels])
+    affinity_first, context_first = cost.lightnl_orders(height, width, channels, ratio, stride)
+    if affinity_first < context_first:
+        affinity = tf.einsum("bnc,bmc->bnm", query, key)  # [B, HW, HW']
+        y = tf.einsum("bnm,bmc->bnc", affinity, value)
+    else:
+        context = tf.einsum("bmc,bmd->bcd", key, value)  # [B, rC, C]
+        y = tf.einsum("bnc,bcd->bnd", query, context)
+    y = y * tf.cast(1.0 / (height * width), y.dtype)
+    return tf.reshape(y, [batch, height, width, channels])
+
+
+@keras.saving.register_keras_serializable(package="autonl_tf")
+class LightNL(keras.layers.Layer):
+    """Lightweight non-local block. Input and output: [batch, H, W, C], channels last.
+
+    Args:
+      ratio: fraction of channels used by query and key (0.125, 0.25, ... 1.0).
+      stride: key/value spatial stride, 1 or 2.
+      bn_momentum, bn_epsilon: BatchNorm settings (TF convention: momentum 0.99).
+    """
+
+    def __init__(self, ratio: float = 0.25, stride: int = 1, bn_momentum: float = 0.99,
+                 bn_epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"LightNL ratio must be in (0, 1], got {ratio}")
+        if stride not in (1, 2):
+            raise ValueError(f"LightNL stride must be 1 or 2, got {stride}")
+        self.ratio = float(ratio)
+        self.stride = int(stride)
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self.depthwise = keras.layers.DepthwiseConv2D(
+            3, padding="same", use_bias=False, depthwise_initializer="he_normal",
+            dtype=self.dtype_policy, name="depthwise")
+        self.bn = keras.layers.BatchNormalization(
+            momentum=bn_momentum, epsilon=bn_epsilon, gamma_initializer="zeros",
+            dtype=self.dtype_policy, name="bn")
+
+    def build(self, input_shape):
+        self.depthwise.build(input_shape)
+        self.bn.build(input_shape)
+
+    def call(self, inputs, training=None):
+        y = lightnl_aggregate(inputs, self.ratio, self.stride)
+        return inputs + self.bn(self.depthwise(y), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(ratio=self.ratio, stride=self.stride, bn_momentum=self.bn_momentum,
+                      bn_epsilon=self.bn_epsilon)
+        return config

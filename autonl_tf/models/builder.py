@@ -1,0 +1,106 @@
+"""The network builder: stem, MBConv blocks (with LightNL), head, dropout, classifier.
+
+Functional Keras models in the style of ``keras.applications``. The network is fully described
+by a `ModelSpec` (decoded blocks + global settings) and the build arguments; the analytic cost of
+exactly this network is `ModelSpec.cost(...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from autonl_tf import cost
+from autonl_tf.arch import BlockSpec, encode_arch, expand_repeats
+from autonl_tf.layers.mbconv import CONV_INITIALIZER, MBConvBlock, activation_fn
+
+__all__ = ["ModelSpec", "build_model", "check_image_size"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A whole network: its blocks and the settings around them.
+
+    ``activation`` is that of the stem, the head and every block without the ``sw`` token.
+    """
+
+    name: str
+    blocks: tuple[BlockSpec, ...]
+    activation: str = "swish"
+    stem_filters: int = 32
+    head_filters: int = 1280
+
+    @property
+    def arch_string(self) -> str:
+        return encode_arch(self.blocks)
+
+    def cost(self, image_size: int = 224, num_classes: int = 1000,
+             width_multiplier: float = 1.0) -> cost.ModelCost:
+        """Analytic MACs/params of the network `build_model` builds with these arguments."""
+        return cost.model_cost(self.blocks, image_size, num_classes, width_multiplier,
+                               self.stem_filters, self.head_filters)
+
+
+def check_image_size(image_size: int) -> None:
+    """The network downsamples by 32: sizes must be positive multiples of 32."""
+    if not isinstance(image_size, int) or image_size < 32 or image_size % 32:
+        raise ValueError(
+            f"image size {image_size!r} is not supported: use a positive multiple of 32 "
+            f"(e.g. 224, 256, 64)")
+
+
+def build_model(
+    spec: ModelSpec,
+    num_classes: int = 1000,
+    image_size: int = 224,
+    width_multiplier: float = 1.0,
+    dropout_rate: float = 0.2,
+    drop_connect_rate: float = 0.0,
+    bn_momentum: float = 0.99,
+    bn_epsilon: float = 1e-3,
+    depth_divisor: int = 8,
+    name: str | None = None,
+) -> keras.Model:
+    """Builds the classifier. Input: [batch, image_size, image_size, 3] normalised images.
+
+    Output: [batch, num_classes] float32 logits (also under a mixed-precision policy).
+    ``drop_connect_rate`` is the stochastic-depth rate of the last block, scaled linearly from 0
+    over the block index (EfficientNet schedule).
+    """
+    check_image_size(image_size)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if width_multiplier <= 0:
+        raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
+    act = activation_fn(spec.activation)
+    scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
+    bn = lambda n: keras.layers.BatchNormalization(  # noqa: E731
+        momentum=bn_momentum, epsilon=bn_epsilon, name=n)
+    conv_init = keras.initializers.get(CONV_INITIALIZER)
+
+    inputs = keras.Input((image_size, image_size, 3), name="images")
+    x = keras.layers.Conv2D(scaled(spec.stem_filters), 3, strides=2, padding="same",
+                            use_bias=False, kernel_initializer=conv_init, name="stem_conv")(inputs)
+    x = keras.layers.Activation(act, name="stem_activation")(bn("stem_bn")(x))
+
+    blocks = expand_repeats(spec.blocks)
+    channels = scaled(spec.stem_filters)
+    for index, block in enumerate(blocks):
+        out_channels = scaled(block.output_filters)
+        x = MBConvBlock.from_spec(
+            block, channels, out_channels, spec.activation,
+            drop_connect_rate=drop_connect_rate * index / len(blocks),
+            bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, name=f"block_{index}")(x)
+        channels = out_channels
+
+    x = keras.layers.Conv2D(scaled(spec.head_filters), 1, padding="same", use_bias=False,
+                            kernel_initializer=conv_init, name="head_conv")(x)
+    x = keras.layers.Activation(act, name="head_activation")(bn("head_bn")(x))
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout_rate > 0:
+        x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
+    logits = keras.layers.Dense(
+        num_classes, kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_out", "uniform"),
+        dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name=name or spec.name)
