@@ -173,7 +173,7 @@ def decode_block(block_string: str, line: int | None = None) -> BlockSpec:
             raise ArchError(f"{where} ({block_string!r}): missing token {form} ({key})")
     fields.setdefault("repeats", 1)
     if fields["strides"][0] != fields["strides"][1]:
-        raise _fail(line, block_string, "s%d%d" % fields["strides"],
+        raise _fail(line, block_string, "s{}{}".format(*fields["strides"]),
                     "equal strides in both dimensions (s11 or s22)")
     return BlockSpec(**fields)
 

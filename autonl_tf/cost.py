@@ -15,7 +15,6 @@ multiplies these constants by its (tensor) indicators.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 
 from autonl_tf.arch import BlockSpec

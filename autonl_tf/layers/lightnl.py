@@ -17,13 +17,18 @@ from autonl_tf import cost
 __all__ = ["LightNL", "lightnl_aggregate"]
 
 
-def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int) -> tf.Tensor:
+ORDERS = ("auto", "affinity_first", "context_first")
+
+
+def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int, order: str = "auto") -> tf.Tensor:
     """The non-local aggregation ``(q k^T) v / (H*W)`` of a LightNL, without conv/BN/residual.
 
     Args:
       x: [batch, H, W, C] channels-last tensor. H, W and C must be static (they decide the order).
       ratio: channel ratio r of the query/key; ``lightnl_channels(C, r)`` channels are used.
       stride: spatial stride s of the key/value (``x[:, ::s, ::s]``).
+      order: 'auto' picks the cheaper association by `autonl_tf.cost.lightnl_orders`;
+        'affinity_first' computes ``(q k^T) v``, 'context_first' ``q (k^T v)`` (for tests).
 
     Returns:
       [batch, H, W, C] tensor of ``x``'s dtype.
@@ -41,8 +46,12 @@ def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int) -> tf.Tensor:
     num_keys = sub.shape[1] * sub.shape[2]
     key = tf.reshape(sub[..., :rc], [batch, num_keys, rc])
     value = tf.reshape(sub, [batch, num_keys, channels])
-    affinity_first, context_first = cost.lightnl_orders(height, width, channels, ratio, stride)
-    if affinity_first < context_first:
+    if order not in ORDERS:
+        raise ValueError(f"unknown LightNL order {order!r}; expected one of {ORDERS}")
+    if order == "auto":
+        affinity_first, context_first = cost.lightnl_orders(height, width, channels, ratio, stride)
+        order = "affinity_first" if affinity_first < context_first else "context_first"
+    if order == "affinity_first":
         affinity = tf.einsum("bnc,bmc->bnm", query, key)  # [B, HW, HW']
         y = tf.einsum("bnm,bmc->bnc", affinity, value)
     else:

@@ -73,7 +73,7 @@ def build_model(
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if width_multiplier <= 0:
         raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
-    act = activation_fn(spec.activation)
+    activation_fn(spec.activation)  # validates the name early
     scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
     bn = lambda n: keras.layers.BatchNormalization(  # noqa: E731
         momentum=bn_momentum, epsilon=bn_epsilon, name=n)
@@ -82,7 +82,7 @@ def build_model(
     inputs = keras.Input((image_size, image_size, 3), name="images")
     x = keras.layers.Conv2D(scaled(spec.stem_filters), 3, strides=2, padding="same",
                             use_bias=False, kernel_initializer=conv_init, name="stem_conv")(inputs)
-    x = keras.layers.Activation(act, name="stem_activation")(bn("stem_bn")(x))
+    x = keras.layers.Activation(spec.activation, name="stem_activation")(bn("stem_bn")(x))
 
     blocks = expand_repeats(spec.blocks)
     channels = scaled(spec.stem_filters)
@@ -96,7 +96,7 @@ def build_model(
 
     x = keras.layers.Conv2D(scaled(spec.head_filters), 1, padding="same", use_bias=False,
                             kernel_initializer=conv_init, name="head_conv")(x)
-    x = keras.layers.Activation(act, name="head_activation")(bn("head_bn")(x))
+    x = keras.layers.Activation(spec.activation, name="head_activation")(bn("head_bn")(x))
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout_rate > 0:
         x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)

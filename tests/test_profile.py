@@ -1,0 +1,111 @@
+"""The profiler CLI and its cross-check against TensorFlow's graph profiler."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from autonl_tf import cost
+from autonl_tf.models import build_model, resolve_model_spec
+from autonl_tf.profile import profile_dict
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def run_profile(*args):
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "autonl_tf.profile", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name, macs, params", [
+    ("autonl_s", 267e6, 4.4e6), ("autonl_l", 353e6, 5.6e6), ("mobilenet_v2", 300e6, 3.5e6)])
+def test_json_output_hits_published_figures(name, macs, params):
+    result = run_profile(f"--model={name}", "--json")
+    assert result.returncode == 0, result.stderr
+    profile = json.loads(result.stdout)
+    assert isinstance(profile["macs"], int) and isinstance(profile["params"], int)
+    assert abs(profile["macs"] - macs) / macs < 0.005
+    assert abs(profile["params"] - params) / params < 0.01
+
+
+def test_table_and_nonlocal_comparison():
+    result = run_profile("--model=autonl_l", "--compare_nl")
+    assert result.returncode == 0, result.stderr
+    assert "total: 352.83M MACs" in result.stdout and "largest ratio:" in result.stdout
+    profile = profile_dict(resolve_model_spec("autonl_l"), 224, 1000, 1.0, compare_nl=True)
+    rows = profile["nonlocal_comparison"]
+    assert len(rows) == 14
+    assert all(r["conventional_nl_macs"] > r["lightnl_macs"] for r in rows)
+    assert profile["max_cost_ratio"] == max(r["cost_ratio"] for r in rows) > 100
+
+
+def test_arch_file_and_options(tmp_path):
+    arch = tmp_path / "arch.txt"
+    arch.write_text("r1_k3_s11_e1_i32_o16_sw\nr1_k5_s22_e6_i16_o24_sw_nonlocal0.25\n")
+    result = run_profile(f"--arch_file={arch}", "--image_size=64", "--num_classes=10", "--json")
+    assert result.returncode == 0, result.stderr
+    profile = json.loads(result.stdout)
+    spec = resolve_model_spec(str(arch))
+    assert profile["macs"] == spec.cost(64, 10).macs and len(profile["blocks"]) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model=resnet50"], "unknown model"),
+    (["--model=autonl_s", "--image_size=100"], "multiple of 32"),
+    (["--model=r1_k3_s13_e1_i32_o16"], "bad token 's13'"),
+    (["--arch_file=/nonexistent/arch.txt"], "cannot read architecture file"),
+    ([], "exactly one of --model"),
+])
+def test_user_errors_are_one_line_without_traceback(args, message):
+    result = run_profile(*args)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def graph_profiler_macs(model, image_size):
+    """MACs per op type from TensorFlow's own (tf.compat.v1) graph profiler, batch 1."""
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec([1, image_size, image_size, 3]))
+    graph = convert_variables_to_constants_v2(fn).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    root = tf.compat.v1.profiler.profile(graph, options=options, cmd="scope")
+    op_types = {op.name: op.type for op in graph.get_operations()}
+    per_type: dict[str, int] = {}
+
+    def walk(node):
+        for child in node.children:
+            op_type = op_types.get(child.name)
+            if op_type in ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2",
+                           "BatchMatMulV3", "Mean"):
+                per_type[op_type] = per_type.get(op_type, 0) + child.float_ops
+            walk(child)
+
+    walk(root)
+    # Convolutions and matrix products report 2 flops per MAC; Mean one add per input element.
+    return {t: (f if t == "Mean" else f // 2) for t, f in per_type.items()}
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "autonl_s"])
+def test_cost_model_matches_tensorflow_graph_profiler(arch):
+    spec = resolve_model_spec(arch)
+    size, classes, width = 64, 10, 0.5
+    model = build_model(spec, num_classes=classes, image_size=size, width_multiplier=width)
+    measured = graph_profiler_macs(model, size)
+    analytic = spec.cost(size, classes, width)
+    # The LightNL aggregation is einsum -> BatchMatMul; count it only where the profiler does.
+    aggregation = sum(min(cost.lightnl_orders(b.out_size, b.out_size, b.out_channels,
+                                              b.spec.nonlocal_ratio, b.spec.nonlocal_stride))
+                      for b in analytic.blocks if b.spec.has_nonlocal)
+    profiled_batch_matmul = measured.get("BatchMatMulV2", 0) + measured.get("BatchMatMulV3", 0)
+    expected = analytic.macs - (aggregation if profiled_batch_matmul == 0 else 0)
+    assert "Conv2D" in measured and "DepthwiseConv2dNative" in measured and "MatMul" in measured
+    assert sum(measured.values()) == expected
