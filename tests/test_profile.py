@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
-import tensorflow as tf
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from autonl_tf import cost
+from autonl_tf.graph_profile import graph_profiler_macs
 from autonl_tf.models import build_model, resolve_model_spec
 from autonl_tf.profile import profile_dict
 
@@ -68,30 +67,6 @@ def test_user_errors_are_one_line_without_traceback(args, message):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0]
     assert "Traceback" not in result.stderr
-
-
-def graph_profiler_macs(model, image_size):
-    """MACs per op type from TensorFlow's own (tf.compat.v1) graph profiler, batch 1."""
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-        tf.TensorSpec([1, image_size, image_size, 3]))
-    graph = convert_variables_to_constants_v2(fn).graph
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    root = tf.compat.v1.profiler.profile(graph, options=options, cmd="scope")
-    op_types = {op.name: op.type for op in graph.get_operations()}
-    per_type: dict[str, int] = {}
-
-    def walk(node):
-        for child in node.children:
-            op_type = op_types.get(child.name)
-            if op_type in ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2",
-                           "BatchMatMulV3", "Mean"):
-                per_type[op_type] = per_type.get(op_type, 0) + child.float_ops
-            walk(child)
-
-    walk(root)
-    # Convolutions and matrix products report 2 flops per MAC; Mean one add per input element.
-    return {t: (f if t == "Mean" else f // 2) for t, f in per_type.items()}
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "autonl_s"])
