@@ -89,9 +89,7 @@ def scan(root: Path = ROOT) -> Tree:
     """Lists the Python files of the library, the binaries and the tests."""
     root = Path(root)
     library = sorted(p for top in LIBRARY_DIRS for p in _py_files(root, top))
-    binaries = sorted(
-        p.name for p in root.iterdir() if p.is_file() and p.name.endswith(BINARY_SUFFIX)
-    )
+    binaries = sorted(p.name for p in root.iterdir() if p.is_file() and p.name.endswith(BINARY_SUFFIX))
     tests, support = [], []
     for path in _py_files(root, TESTS_DIR):
         (tests if is_test_file(path.rsplit("/", 1)[-1]) else support).append(path)
@@ -173,13 +171,19 @@ HEADER = """\
 #     bazel test --config=venv //...    # Python = <repo>/.venv/bin/python3, whatever PATH says
 #     bazel run //:train_main -- --help
 #
+# Debian's bazel-bootstrap: its /usr/bin/bazel launcher wants a binary named after
+# .bazelversion, so use `USE_BAZEL_VERSION=4 bazel ...` (or call /usr/bin/bazel-4).
+#
 # Third-party packages (tensorflow, keras, numpy, pytest, ...) are not Bazel
 # targets: they come from that interpreter's site-packages (scripts/setup.sh).
 # Offline CI runs .ci/bazel_test.sh, which swaps in the local stand-in
 # repositories under .ci/bazel/ -- nothing here depends on them.
 #
 # Each test target runs `pytest <file>` via tools/bazel/pytest_main.py, in the
-# runfiles tree (a copy of this tree holding only the declared files).
+# runfiles tree (a copy of this tree holding only the declared files), with HOME
+# and TMPDIR inside the test's private TEST_TMPDIR. Tests therefore locate repo
+# files from Path(__file__).absolute() (not .resolve(), which leaves the runfiles
+# tree), start child processes with sys.executable, and write only under tmp_path.
 """
 
 
@@ -212,7 +216,7 @@ def render(root: Path = ROOT) -> str:
             '    deps = [":autonl_tf"],\n'
             ")\n"
         )
-    data = ["pyproject.toml", *tree.binaries]
+    data = [p for p in ("pyproject.toml",) if (root / p).is_file()] + list(tree.binaries)
     out.append(
         "# What every test may use besides the library: conftest.py and helper modules,\n"
         "# pyproject.toml (pytest's rootdir and ini options), the *_main.py binaries\n"
@@ -258,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root")
     args = parser.parse_args(argv)
     build = args.root / BUILD_FILE
-    text = render(args.root)
+    try:
+        text = render(args.root)
+    except ValueError as e:  # a malformed `# bazel:` directive
+        print(f"sync_build.py: {e}", file=sys.stderr)
+        return 2
     current = build.read_text(encoding="utf-8") if build.exists() else ""
     if args.check:
         if current == text:

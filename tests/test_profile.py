@@ -13,7 +13,7 @@ from autonl_tf.graph_profile import graph_profiler_macs
 from autonl_tf.models import build_model, resolve_model_spec
 from autonl_tf.profile import profile_dict
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).absolute().parent.parent
 
 
 def run_profile(*args):

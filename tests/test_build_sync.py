@@ -1,0 +1,68 @@
+"""BUILD (Bazel) must name every library, binary and test file, and nothing that is gone.
+
+Fix any failure here with:  python scripts/sync_build.py
+"""
+
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+
+# Under `bazel test` this file is a symlink into the source tree; resolving it
+# checks the real tree (the runfiles tree only holds what BUILD already names).
+ROOT = Path(os.path.realpath(__file__)).parent.parent
+FIX = "BUILD is out of sync with the source tree: run python scripts/sync_build.py"
+
+# Quoted strings in BUILD that are plain file paths (no labels, no glob patterns).
+_QUOTED_PATH = re.compile(r'"([A-Za-z0-9_][A-Za-z0-9_./-]*\.[A-Za-z0-9]+)"')
+
+
+def _sync_build():
+    spec = importlib.util.spec_from_file_location(
+        "_sync_build_under_test", ROOT / "scripts" / "sync_build.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build_text() -> str:
+    build = ROOT / "BUILD"
+    assert build.is_file(), f"{build} is missing. {FIX}"
+    return build.read_text(encoding="utf-8")
+
+
+def _named_paths(text: str) -> set[str]:
+    # Ignore comments: they may quote example paths.
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    return set(_QUOTED_PATH.findall(code))
+
+
+def test_every_source_binary_and_test_file_is_in_build():
+    tree = _sync_build().scan(ROOT)
+    assert tree.tests, "no test files found: is the repository layout what sync_build.py expects?"
+    missing = sorted(set(tree.all_files()) - _named_paths(_build_text()))
+    assert not missing, f"{FIX}\nnot in BUILD: {missing}"
+
+
+def test_every_test_file_has_a_test_target():
+    sync = _sync_build()
+    text = _build_text()
+    missing = [
+        path
+        for path in sync.scan(ROOT).tests
+        if not re.search(r'\bsrc\s*=\s*"' + re.escape(path) + '"', text)
+    ]
+    assert not missing, f"{FIX}\nno py_pytest_test for: {missing}"
+
+
+def test_build_names_no_missing_file():
+    stale = sorted(p for p in _named_paths(_build_text()) if not (ROOT / p).exists())
+    assert not stale, f"{FIX}\nBUILD names files that do not exist: {stale}"
+
+
+def test_build_matches_generator():
+    expected = _sync_build().render(ROOT)
+    assert _build_text() == expected, f"{FIX}\n(see: python scripts/sync_build.py --check)"
