@@ -1,0 +1,49 @@
+"""Input pipeline of autonl_tf: ImageNet-layout TFRecords, TFDS, and a generated demo set.
+
+    cfg = default_data_config()               # or default_data_config('embedded')
+    cfg = prepare(cfg)                        # resolves data_dir / sizes (optional: the
+                                              # builders call it too)
+    train = build_train_dataset(cfg, 256)     # (images [256,S,S,3], labels [256] int32)
+    evals = build_eval_dataset(cfg, 256)      # (images, labels, weights [256] float32)
+    model.evaluate(evals)                     # weights -> sample_weight; finite dataset
+
+With tf.distribute: strategy.distribute_datasets_from_function(
+    lambda ctx: build_train_dataset(cfg, global_batch, ctx)).
+"""
+
+from autonl_tf.data.config import default_data_config
+from autonl_tf.data.embedded import ensure_embedded_dataset
+from autonl_tf.data.errors import DataError
+from autonl_tf.data.pipeline import (
+    build_eval_dataset,
+    build_train_dataset,
+    num_eval_batches,
+    num_eval_examples,
+)
+from autonl_tf.data.prepare import class_names, prepare
+from autonl_tf.data.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    normalize,
+    preprocess_for_eval,
+    preprocess_for_train,
+)
+from autonl_tf.data.records import read_labels_file
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "DataError",
+    "build_eval_dataset",
+    "build_train_dataset",
+    "class_names",
+    "default_data_config",
+    "ensure_embedded_dataset",
+    "normalize",
+    "num_eval_batches",
+    "num_eval_examples",
+    "prepare",
+    "preprocess_for_eval",
+    "preprocess_for_train",
+    "read_labels_file",
+]
