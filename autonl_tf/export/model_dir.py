@@ -1,0 +1,212 @@
+"""Export of a training directory: load the (EMA) weights, read the run config, export.
+
+The run config (``<model_dir>/config.json``, returned by
+`autonl_tf.training.checkpoints.load_model_for_inference`) gives the image size, classes, arch,
+width multiplier and data section; the data section gives the class names and the eval images
+used to calibrate the full-integer TFLite model and to verify every exported model.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from autonl_tf.export.atomic import ExportError
+from autonl_tf.export.saved_model import ExportResult, export_saved_model
+from autonl_tf.export.tflite import parse_tflite_modes
+
+__all__ = ["eval_images", "export_from_model_dir", "export_trained_model", "read_labels"]
+
+
+def _get(config: Any, dotted: str, default: Any = None) -> Any:
+    """config['a']['b'] for 'a.b' on a ConfigDict or nested dicts; default when missing."""
+    value = config
+    for key in dotted.split("."):
+        if isinstance(value, Mapping) and key in value:
+            value = value[key]
+        elif not isinstance(value, Mapping) and hasattr(value, key):
+            value = getattr(value, key)
+        else:
+            return default
+    return value
+
+
+def _merged(defaults: dict, values: Mapping) -> dict:
+    merged = dict(defaults)
+    for key, value in values.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _data_config(config: Any, data_dir: str | None):
+    """The run's data section as a ConfigDict (data_dir overridden when given)."""
+    import ml_collections
+
+    from autonl_tf.data import default_data_config
+
+    section = _get(config, "data")
+    if section is None:
+        raise ExportError("the run config has no 'data' section")
+    values = section.to_dict() if hasattr(section, "to_dict") else copy.deepcopy(dict(section))
+    # Missing keys (older configs) take the defaults; JSON lists stay lists (no type clash).
+    data_cfg = ml_collections.ConfigDict(_merged(default_data_config().to_dict(), values))
+    if data_dir:
+        data_cfg.data_dir = data_dir
+    return data_cfg
+
+
+def read_labels(labels_file: str) -> list[str]:
+    """A labels file with one class name per line (the export's own labels.txt format)."""
+    if not tf.io.gfile.exists(labels_file):
+        raise ExportError(f"labels file {labels_file!r} does not exist")
+    with tf.io.gfile.GFile(labels_file) as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def _labels_from_data(data_cfg) -> list[str] | None:
+    from autonl_tf.data import DataError, class_names
+
+    try:
+        return class_names(data_cfg)
+    except (DataError, OSError, tf.errors.OpError) as e:
+        logging.warning("no class names (%s): the export's serving_default returns class ids "
+                        "and probabilities only", e)
+        return None
+
+
+def eval_images(data_cfg, count: int, skip: int = 0, batch_size: int = 50) -> np.ndarray:
+    """float32 [n <= count, S, S, 3]: eval images ``skip .. skip+count`` of the eval split,
+    preprocessed exactly as in evaluation (normalised). Fewer when the split is smaller."""
+    from autonl_tf.data import build_eval_dataset
+
+    if count <= 0:
+        return np.zeros([0, data_cfg.image_size, data_cfg.image_size, 3], np.float32)
+    wanted = skip + count
+    collected: list[np.ndarray] = []
+    have = 0
+    for images, _, weights in build_eval_dataset(data_cfg, min(batch_size, wanted)):
+        real = tf.cast(images, tf.float32).numpy()[weights.numpy() > 0]
+        collected.append(real)
+        have += len(real)
+        if have >= wanted:
+            break
+    if not collected:
+        return np.zeros([0, data_cfg.image_size, data_cfg.image_size, 3], np.float32)
+    return np.concatenate(collected)[skip:wanted]
+
+
+def export_trained_model(
+    model: keras.Model,
+    config: Any,
+    export_dir: str,
+    *,
+    tflite_modes: str | Sequence[str] = (),
+    top_k: int = 5,
+    labels_file: str | None = None,
+    data_dir: str | None = None,
+    num_calibration_images: int = 200,
+    num_verify_images: int = 100,
+    min_top1_agreement: float | None = 0.9,
+    int8_io: bool = False,
+) -> ExportResult:
+    """Exports a model already in memory, described by its run config (as in config.json).
+
+    Args:
+      model: the network with the weights to export (the EMA weights, for a trained run).
+      config: the run config (ConfigDict or nested dicts): model.arch, model.width_multiplier,
+        data.image_size, data.num_classes, data.* of the input pipeline.
+      export_dir: see `export_saved_model`.
+      tflite_modes: 'float32,float16,dynamic_int8,int8' or a subset (list or comma string).
+      top_k: classes returned by serving_default.
+      labels_file: one class name per line; default: the class names of the data config
+        (labels.txt of the TFRecords, TFDS names); none found -> no class_names output.
+      data_dir: overrides data.data_dir (labels, calibration and verification images).
+      num_calibration_images: eval images after the verification ones, to calibrate 'int8'.
+      num_verify_images: first eval images, to compare every exported model with Keras;
+        0 skips verification.
+      min_top1_agreement: fail (nothing published) below this top-1 agreement; None: report.
+      int8_io: int8 input/output for the 'int8' TFLite model.
+    """
+    modes = parse_tflite_modes(tflite_modes)
+    image_size = int(_get(config, "data.image_size", model.input_shape[1]))
+    data_cfg = _data_config(config, data_dir)
+    labels = read_labels(labels_file) if labels_file else _labels_from_data(data_cfg)
+
+    need_calibration = "int8" in modes and num_calibration_images > 0
+    verification = calibration = None
+    if num_verify_images > 0 or need_calibration:
+        try:
+            images = eval_images(data_cfg, num_verify_images + (
+                num_calibration_images if need_calibration else 0))
+        except Exception as e:
+            raise ExportError(
+                f"cannot read eval images for verification/calibration from data_dir "
+                f"{data_cfg.data_dir!r} (dataset {data_cfg.dataset!r}): {e}. Pass --data_dir, or "
+                "--num_verify_images=0 (and no 'int8' mode) to export without them") from e
+        verification = images[:num_verify_images] if num_verify_images > 0 else None
+        calibration = images[num_verify_images:] if need_calibration else None
+        if verification is not None and not len(verification):
+            raise ExportError(f"the eval split of {data_cfg.data_dir!r} has no images")
+        if need_calibration and not len(calibration):
+            # Small eval splits: calibrate on the verification images rather than not at all.
+            logging.warning("eval split too small for separate calibration images; "
+                            "calibrating on the verification images")
+            calibration = verification
+    if "int8" in modes and calibration is None:
+        raise ExportError("the 'int8' TFLite mode needs calibration images: "
+                          "set --num_calibration_images > 0")
+
+    return export_saved_model(
+        model, export_dir, image_size=image_size, labels=labels, top_k=top_k,
+        crop_padding=int(_get(config, "data.eval_crop_padding", 32)),
+        tflite_modes=modes, calibration_images=calibration, verification_images=verification,
+        min_top1_agreement=min_top1_agreement, int8_io=int8_io,
+        model_spec=_get(config, "model.arch"),
+        width_multiplier=float(_get(config, "model.width_multiplier", 1.0)))
+
+
+def _has_files(directory: str) -> bool:
+    return tf.io.gfile.isdir(directory) and bool(tf.io.gfile.listdir(directory))
+
+
+def export_from_model_dir(
+    model_dir: str,
+    export_dir: str,
+    *,
+    use_ema: bool = True,
+    checkpoint_path: str | None = None,
+    **options: Any,
+) -> ExportResult:
+    """Loads a training directory's weights (EMA by default) and exports them.
+
+    Args:
+      model_dir: the directory train_main.py wrote (config.json + checkpoints).
+      export_dir: see `export_saved_model`.
+      use_ema: export the exponential moving average of the weights (what eval reports).
+      checkpoint_path: a specific checkpoint; default the latest in model_dir.
+      **options: as `export_trained_model` (tflite_modes, top_k, labels_file, data_dir,
+        num_calibration_images, num_verify_images, min_top1_agreement, int8_io).
+    """
+    parse_tflite_modes(options.get("tflite_modes", ()))  # fail on a bad mode before loading
+    if not _has_files(model_dir):
+        raise ExportError(
+            f"model_dir {model_dir!r} does not exist or is empty: nothing to export. Point "
+            "--model_dir at a directory written by train_main.py (config.json + checkpoints)")
+    if not tf.io.gfile.exists(os.path.join(model_dir, "config.json")):
+        raise ExportError(f"model_dir {model_dir!r} has no config.json: it was not written by "
+                          "train_main.py (or training never started)")
+    from autonl_tf.training.checkpoints import load_model_for_inference
+
+    model, config = load_model_for_inference(model_dir, checkpoint_path=checkpoint_path,
+                                             use_ema=use_ema)
+    return export_trained_model(model, config, export_dir, **options)

@@ -1,0 +1,217 @@
+"""Batch-1 TFLite latency of AutoNL-S/L next to MobileNetV2 and EfficientNet-B0 (LiteRT, CPU).
+
+    python benchmarks/tflite_latency.py                       # about 1 min on 2 cores
+    python benchmarks/tflite_latency.py --num_runs=200 --num_calibration_images=32
+
+Every network is converted the same way in the same run (`autonl_tf.export.convert_to_tflite`:
+builtin ops only, batch 1, float32 input/output), in float32 and full-integer int8, and timed
+with the LiteRT interpreter (`ai_edge_litert`, default op resolver, so XNNPACK where it applies)
+at 1 and 2 threads. The --num_runs timed invocations of each model are taken round-robin over
+all models (5 rounds, each after 2 untimed runs) so that load from other processes affects them
+alike. Two statistics are printed: the fastest run, the least disturbed by such load (the one to
+quote on a shared machine), and the median. Weights are random (latency does not depend on
+their values); the int8 models are calibrated on a few synthetic images, enough for latency,
+not for accuracy.
+
+Reported: latency, its ratio to MobileNetV2 in the same mode and thread count, the .tflite size,
+and the share of AutoNL-L latency spent in its LightNL blocks, measured as
+1 - latency(AutoNL-L without its LightNL blocks) / latency(AutoNL-L), where the LightNL-free
+network is the same architecture with every ``nonlocal`` token removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+
+from autonl_tf.export import convert_to_tflite  # noqa: E402
+from autonl_tf.models import ModelSpec, build_model, resolve_model_spec  # noqa: E402
+
+REFERENCE = "mobilenet_v2"
+MODEL_NAMES = ("autonl_s", "autonl_l", "autonl_l_no_lightnl", "mobilenet_v2", "efficientnet_b0")
+
+_MODELS = flags.DEFINE_list("models", list(MODEL_NAMES), f"Subset of {', '.join(MODEL_NAMES)}.")
+_MODES = flags.DEFINE_list("modes", ["float32", "int8"],
+                           "TFLite modes (see autonl_tf.export.TFLITE_MODES).")
+_THREADS = flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Input resolution.")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Classifier outputs.")
+_NUM_RUNS = flags.DEFINE_integer("num_runs", 50, "Timed invocations per measurement.")
+_NUM_WARMUP = flags.DEFINE_integer("num_warmup_runs", 5, "Untimed invocations first.")
+_NUM_CALIBRATION = flags.DEFINE_integer(
+    "num_calibration_images", 4, "Synthetic images to calibrate int8 (conversion cost grows "
+    "with it; latency does not).")
+_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Also write the results there.")
+
+
+@dataclasses.dataclass
+class Measurement:
+    model: str
+    mode: str
+    threads: int
+    latency_ms: float  # median
+    min_latency_ms: float
+    size_mb: float
+
+
+def without_lightnl(spec: ModelSpec) -> ModelSpec:
+    """The same network with every LightNL block removed (the codec's nonlocal token)."""
+    blocks = tuple(dataclasses.replace(b, nonlocal_ratio=None, nonlocal_stride=1)
+                   for b in spec.blocks)
+    return dataclasses.replace(spec, name=f"{spec.name}_no_lightnl", blocks=blocks)
+
+
+def build(name: str, image_size: int, num_classes: int) -> tuple[keras.Model, str]:
+    """(model with random weights and logits output, one-line description)."""
+    if name.startswith("autonl"):
+        spec = resolve_model_spec(name.removesuffix("_no_lightnl"))
+        if name.endswith("_no_lightnl"):
+            spec = without_lightnl(spec)
+        cost = spec.cost(image_size, num_classes)
+        return (build_model(spec, num_classes, image_size),
+                f"{cost.macs / 1e6:.0f}M MACs, {cost.params / 1e6:.2f}M params (autonl_tf.cost)")
+    shape = (image_size, image_size, 3)
+    common = dict(weights=None, input_shape=shape, classes=num_classes,
+                  classifier_activation=None)
+    if name == "mobilenet_v2":
+        model = keras.applications.MobileNetV2(**common)
+    elif name == "efficientnet_b0":
+        model = keras.applications.EfficientNetB0(**common)
+    else:
+        raise app.UsageError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    return model, f"{model.count_params() / 1e6:.2f}M weights (keras.applications)"
+
+
+class _Timer:
+    """One interpreter with a fixed random input; `run` appends invocation times (ms)."""
+
+    def __init__(self, model_bytes: bytes, threads: int, warmup: int):
+        self.interpreter = Interpreter(model_content=model_bytes, num_threads=threads)
+        self.interpreter.allocate_tensors()
+        (detail,) = self.interpreter.get_input_details()
+        rng = np.random.default_rng(0)
+        if np.issubdtype(detail["dtype"], np.integer):
+            image = rng.integers(-128, 127, detail["shape"]).astype(detail["dtype"])
+        else:
+            image = rng.normal(size=detail["shape"]).astype(detail["dtype"])
+        self.interpreter.set_tensor(detail["index"], image)
+        for _ in range(warmup):
+            self.interpreter.invoke()
+        self.timings_ms: list[float] = []
+
+    def run(self, count: int, warmup: int = 2) -> None:
+        for _ in range(warmup):  # caches and thread pools after the other models ran
+            self.interpreter.invoke()
+        for _ in range(count):
+            start = time.perf_counter()
+            self.interpreter.invoke()
+            self.timings_ms.append((time.perf_counter() - start) * 1e3)
+
+
+def measure_interleaved(timers: dict, total_runs: int, rounds: int = 5) -> None:
+    """Round-robin over all models so that load from other processes hits them alike."""
+    per_round = max(1, total_runs // rounds)
+    for _ in range(rounds):
+        for timer in timers.values():
+            timer.run(per_round)
+
+
+def _latency_table(results: list[Measurement], modes, threads, statistic: str) -> None:
+    by_key = {(r.model, r.mode, r.threads): r for r in results}
+    models = list(dict.fromkeys(r.model for r in results))
+    columns = [f"{mode} {t}T" for mode in modes for t in threads]
+    print(f"{'model':<22}" + "".join(f"{c:>17}" for c in columns)
+          + "".join(f"{mode + ' MB':>12}" for mode in modes))
+    for model in models:
+        cells = []
+        for mode in modes:
+            for t in threads:
+                r, ref = by_key.get((model, mode, t)), by_key.get((REFERENCE, mode, t))
+                if r is None:
+                    cells.append("-")
+                    continue
+                value = getattr(r, statistic)
+                ratio = f" ({value / getattr(ref, statistic):.2f}x)" if ref else ""
+                cells.append(f"{value:.2f}{ratio}")
+        sizes = [by_key.get((model, mode, threads[0])) for mode in modes]
+        print(f"{model:<22}" + "".join(f"{c:>17}" for c in cells)
+              + "".join(f"{x.size_mb:>12.2f}" if x else f"{'-':>12}" for x in sizes))
+
+
+def _print_report(results: list[Measurement], notes: dict[str, str], modes, threads) -> None:
+    by_key = {(r.model, r.mode, r.threads): r for r in results}
+    models = list(dict.fromkeys(r.model for r in results))
+    print("\nBatch-1 latency, LiteRT interpreter, fastest run in ms (ratio to MobileNetV2):")
+    _latency_table(results, modes, threads, "min_latency_ms")
+    print("\nSame, median run in ms (more sensitive to load from other processes):")
+    _latency_table(results, modes, threads, "latency_ms")
+    print()
+    for model in models:
+        print(f"  {model}: {notes[model]}")
+    if {"autonl_l", "autonl_l_no_lightnl"} <= set(models):
+        print("\nShare of AutoNL-L latency in LightNL = 1 - t(AutoNL-L without LightNL) / "
+              "t(AutoNL-L):")
+        for mode in modes:
+            for t in threads:
+                full = by_key.get(("autonl_l", mode, t))
+                ablated = by_key.get(("autonl_l_no_lightnl", mode, t))
+                if full and ablated:
+                    best = 1 - ablated.min_latency_ms / full.min_latency_ms
+                    median = 1 - ablated.latency_ms / full.latency_ms
+                    print(f"  {mode:<8} {t} thread(s): {best:6.1%} by fastest run "
+                          f"({full.min_latency_ms:.2f} vs {ablated.min_latency_ms:.2f} ms), "
+                          f"{median:6.1%} by median ({full.latency_ms:.2f} vs "
+                          f"{ablated.latency_ms:.2f} ms)")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    size, num_classes = _IMAGE_SIZE.value, _NUM_CLASSES.value
+    threads = [int(t) for t in _THREADS.value]
+    calibration = np.random.default_rng(1).normal(
+        size=(_NUM_CALIBRATION.value, size, size, 3)).astype(np.float32)
+    notes: dict[str, str] = {}
+    sizes: dict[tuple[str, str], float] = {}
+    timers: dict[tuple[str, str, int], _Timer] = {}
+    started = time.time()
+    for name in _MODELS.value:
+        keras.utils.set_random_seed(0)
+        model, notes[name] = build(name, size, num_classes)
+        for mode in _MODES.value:
+            converted_at = time.time()
+            model_bytes = convert_to_tflite(model, size, mode, calibration)
+            sizes[name, mode] = len(model_bytes) / 1e6
+            print(f"{name} {mode}: converted in {time.time() - converted_at:.1f}s, "
+                  f"{sizes[name, mode]:.2f} MB", flush=True)
+            for t in threads:
+                timers[name, mode, t] = _Timer(model_bytes, t, _NUM_WARMUP.value)
+        del model
+        keras.backend.clear_session()
+    measure_interleaved(timers, _NUM_RUNS.value)
+    results = [Measurement(name, mode, t, statistics.median(timer.timings_ms),
+                           min(timer.timings_ms), sizes[name, mode])
+               for (name, mode, t), timer in timers.items()]
+    _print_report(results, notes, _MODES.value, threads)
+    print(f"\n({size}x{size}, {num_classes} classes, random weights, {_NUM_RUNS.value} timed "
+          f"runs, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; total "
+          f"{time.time() - started:.0f}s)")
+    if _OUTPUT_JSON.value:
+        with open(_OUTPUT_JSON.value, "w") as f:
+            json.dump([dataclasses.asdict(r) for r in results], f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)

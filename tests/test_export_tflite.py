@@ -1,0 +1,179 @@
+"""TFLite conversion: builtin ops only, agreement with TensorFlow per mode, cards, verification."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from autonl_tf.data import normalize
+from autonl_tf.export import (
+    TFLITE_MODES,
+    VerificationError,
+    compare_logits,
+    convert_to_tflite,
+    export_saved_model,
+    parse_tflite_modes,
+    testing,
+    tflite_logits,
+    tflite_op_codes,
+)
+from autonl_tf.models import build_model, resolve_model_spec
+
+IMAGE_SIZE = 32
+# Minimum top-1 agreement with TensorFlow on the 200 verification images of the trained demo
+# model (measured: 100% in every mode; int8 has the largest logit error, a few logits clipped
+# to the calibrated output range).
+MIN_TOP1 = {"float32": 1.0, "float16": 0.99, "dynamic_int8": 0.98, "int8": 0.95}
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    return testing.train_demo_model(IMAGE_SIZE)
+
+
+@pytest.fixture(scope="module")
+def verification_images():
+    return np.asarray(normalize(testing.demo_images(200, IMAGE_SIZE, seed=21)[0]))
+
+
+@pytest.fixture(scope="module")
+def calibration_images():
+    return np.asarray(normalize(testing.demo_images(64, IMAGE_SIZE, seed=22)[0]))
+
+
+@pytest.fixture(scope="module")
+def converted(demo_model, calibration_images):
+    models = {mode: convert_to_tflite(demo_model, IMAGE_SIZE, mode, calibration_images)
+              for mode in TFLITE_MODES}
+    models["int8_io"] = convert_to_tflite(demo_model, IMAGE_SIZE, "int8", calibration_images,
+                                          int8_io=True)
+    return models
+
+
+def _interpreter_op_names(model_bytes: bytes) -> set[str]:
+    # Without the default XNNPACK delegate, so that every node shows its own op.
+    interpreter = Interpreter(
+        model_content=model_bytes,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    return {op["op_name"] for op in interpreter._get_ops_details()}
+
+
+def _assert_builtin_only(model_bytes: bytes) -> set[str]:
+    codes = tflite_op_codes(model_bytes)
+    assert all(code.builtin for code in codes), codes
+    names = {code.name for code in codes}
+    assert not any(name.startswith("Flex") or name == "CUSTOM" for name in names)
+    assert _interpreter_op_names(model_bytes) == names
+    return names
+
+
+@pytest.mark.parametrize("mode", [*TFLITE_MODES, "int8_io"])
+def test_every_mode_uses_builtin_ops_only(converted, mode):
+    names = _assert_builtin_only(converted[mode])
+    # LightNL (einsum -> BATCH_MATMUL, strided slices, reshapes) and SE (MEAN, LOGISTIC, MUL)
+    # are there as builtins.
+    assert {"BATCH_MATMUL", "STRIDED_SLICE", "RESHAPE", "MEAN", "LOGISTIC", "MUL"} <= names
+
+
+def test_float32_matches_tensorflow(demo_model, converted, verification_images):
+    reference = demo_model(verification_images, training=False).numpy()
+    agreement = compare_logits(reference, tflite_logits(converted["float32"],
+                                                        verification_images))
+    assert agreement.top1_agreement == 1.0
+    assert agreement.max_abs_logit_diff < 1e-3, agreement  # logits are O(10)
+
+
+@pytest.mark.parametrize("mode", ["float16", "dynamic_int8", "int8", "int8_io"])
+def test_reduced_precision_agrees_on_top1(demo_model, converted, verification_images, mode):
+    reference = demo_model(verification_images, training=False).numpy()
+    agreement = compare_logits(reference, tflite_logits(converted[mode], verification_images))
+    assert agreement.top1_agreement >= MIN_TOP1[mode.removesuffix("_io")], agreement
+
+
+def test_full_integer_model_has_int8_tensors(converted):
+    interpreter = Interpreter(model_content=converted["int8_io"])
+    (input_detail,) = interpreter.get_input_details()
+    (output_detail,) = interpreter.get_output_details()
+    assert input_detail["dtype"] == np.int8 and output_detail["dtype"] == np.int8
+    assert input_detail["shape"].tolist() == [1, IMAGE_SIZE, IMAGE_SIZE, 3]
+    assert Interpreter(model_content=converted["int8"]).get_input_details()[0]["dtype"] == \
+        np.float32
+
+
+@pytest.mark.parametrize("name", ["autonl_s", "autonl_l"])
+def test_published_architectures_convert_to_builtins(name):
+    """Every LightNL/SE configuration of AutoNL-S/L (LightNL ratios 1/8 and 1/4, key strides 1
+    and 2, both multiplication orders; SE 0.25 and 0.5) at 64 px, LightNL branches switched on.
+
+    Random weights, with BatchNorm statistics set from one batch (momentum 0) so that the
+    activations have realistic scales instead of growing through the 21 blocks.
+    """
+    keras.utils.set_random_seed(0)
+    model = build_model(resolve_model_spec(name), num_classes=10, image_size=64,
+                        width_multiplier=0.25, bn_momentum=0.0)
+    for variable in model.variables:
+        if "lightnl" in variable.path and variable.path.endswith("gamma"):
+            variable.assign(tf.fill(variable.shape, 0.5))
+    images = np.random.default_rng(0).normal(size=(8, 64, 64, 3)).astype(np.float32)
+    model(images, training=True)
+    float_model = convert_to_tflite(model, 64, "float32")
+    int8_model = convert_to_tflite(model, 64, "int8", images)
+
+    assert "BATCH_MATMUL" in _assert_builtin_only(float_model)
+    assert "BATCH_MATMUL" in _assert_builtin_only(int8_model)
+    reference = model(images, training=False).numpy()
+    agreement = compare_logits(reference, tflite_logits(float_model, images))
+    assert agreement.max_abs_logit_diff < 1e-3 * np.abs(reference).max(), agreement
+    assert np.all(np.isfinite(tflite_logits(int8_model, images)))
+
+
+def test_export_writes_tflite_models_and_cards(demo_model, calibration_images,
+                                               verification_images, tmp_path):
+    export_dir = tmp_path / "export"
+    result = export_saved_model(
+        demo_model, str(export_dir), image_size=IMAGE_SIZE, labels=testing.demo_labels(),
+        tflite_modes="float32,int8", calibration_images=calibration_images,
+        verification_images=verification_images[:50], min_top1_agreement=0.95,
+        model_spec=testing.demo_spec())
+
+    assert [a.mode for a in result.tflite] == ["float32", "int8"]
+    for artifact in result.tflite:
+        assert artifact.path == str(export_dir / f"model_{artifact.mode}.tflite")
+        card = json.loads((export_dir / f"model_{artifact.mode}.json").read_text())
+        assert card["quantization"]["mode"] == artifact.mode
+        assert card["model"]["macs"] == testing.demo_spec().cost(IMAGE_SIZE, 10).macs
+        assert card["model"]["params"] == testing.demo_spec().cost(IMAGE_SIZE, 10).params
+        assert card["input"]["shape"] == [1, IMAGE_SIZE, IMAGE_SIZE, 3]
+        assert card["preprocessing"]["normalization"]["std"] == [58.395, 57.12, 57.375]
+        assert card["labels"] == testing.demo_labels()
+        assert card["verification"]["top1_agreement"] >= 0.95
+        assert card["size_bytes"] == (export_dir / f"model_{artifact.mode}.tflite").stat().st_size
+    assert "model_float32.tflite 0" not in result.summary()  # a readable table
+    export_card = json.loads((export_dir / "export_card.json").read_text())
+    assert set(export_card["tflite"]) == {"float32", "int8"}
+
+
+def test_failed_verification_publishes_nothing(demo_model, verification_images, tmp_path):
+    # No model can agree on more than 100% of the images: the check must fail, and the export
+    # with it, leaving nothing at the final path.
+    with pytest.raises(VerificationError, match=r"tflite float32: top-1 agreement .* < required"):
+        export_saved_model(demo_model, str(tmp_path / "export"), image_size=IMAGE_SIZE,
+                           tflite_modes=["float32"], verification_images=verification_images[:8],
+                           min_top1_agreement=1.01)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mode_parsing_and_errors(demo_model):
+    assert parse_tflite_modes("float32, int8,float32") == ["float32", "int8"]
+    assert parse_tflite_modes("") == []
+    with pytest.raises(ValueError, match="unknown TFLite mode 'int4'; valid modes: float32, "
+                                         "float16, dynamic_int8, int8"):
+        parse_tflite_modes("float32,int4")
+    with pytest.raises(ValueError, match="needs calibration images"):
+        convert_to_tflite(demo_model, IMAGE_SIZE, "int8")
+    with pytest.raises(ValueError, match="int8 input/output needs the full-integer mode"):
+        convert_to_tflite(demo_model, IMAGE_SIZE, "float16", int8_io=True)
