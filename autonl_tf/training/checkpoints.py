@@ -1,0 +1,252 @@
+"""Model directories: config.json, checkpoints, EMA weights, loading a trained model back.
+
+A model dir written by train_main.py holds ``config.json`` (the resolved experiment config:
+architecture string, data section with image_size/num_classes, width multiplier, recipe) and
+``ckpt-<step>.*`` files managed by `tf.train.CheckpointManager` (the ``checkpoint`` state file is
+rewritten atomically after the data files are complete, so "latest" is never half-written).
+
+Checkpoint layout (`tf.train.Checkpoint` object graph): ``model`` (the Keras model),
+``model_variables`` (all ``model.variables`` by position, which adds the dropout/stochastic-depth
+RNG states Keras does not track), ``optimizer`` (slots and the weight EMA), ``global_step`` and,
+on single-host runs, ``train_iterator_<R>_replicas`` (the tf.data position for R replicas).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from autonl_tf.training import config as config_lib
+
+__all__ = [
+    "CONFIG_FILE",
+    "CheckpointMismatchError",
+    "ClassifierRestorer",
+    "NoCheckpointError",
+    "assign_ema_weights",
+    "check_same_model",
+    "checkpoint_step",
+    "ema_weights",
+    "latest_checkpoint",
+    "load_experiment_config",
+    "load_model_for_inference",
+    "save_experiment_config",
+]
+
+CONFIG_FILE = "config.json"
+
+
+class NoCheckpointError(FileNotFoundError):
+    """The model dir has no checkpoint (or no config.json) to load."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model being restored (architecture, classes, ...)."""
+
+
+# ----------------------------------------------------------------------------- config.json
+
+
+def save_experiment_config(model_dir: str, config: ml_collections.ConfigDict | dict) -> str:
+    """Writes ``<model_dir>/config.json`` atomically (temp file + rename); returns its path."""
+    tf.io.gfile.makedirs(model_dir)
+    path = os.path.join(model_dir, CONFIG_FILE)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        json.dump(config_lib.to_plain_dict(config), f, indent=2, sort_keys=True)
+        f.write("\n")
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+    return path
+
+
+def load_experiment_config(model_dir: str) -> ml_collections.ConfigDict:
+    """Reads ``<model_dir>/config.json`` into a ConfigDict; `NoCheckpointError` when absent."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise NoCheckpointError(
+            f"{path} not found: {model_dir!r} is not a model dir written by train_main.py "
+            "(or training never started)")
+    with tf.io.gfile.GFile(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def check_same_model(saved: ml_collections.ConfigDict, requested: ml_collections.ConfigDict,
+                     model_dir: str) -> None:
+    """`CheckpointMismatchError` when two resolved configs describe different networks."""
+    def describe(c):
+        return (f"{c.model.get('name', '?')} ({len(str(c.model.arch).split())} blocks), "
+                f"{c.data.num_classes} classes, width {c.model.width_multiplier}, "
+                f"{c.data.image_size} px")
+
+    keys = (("model", "arch"), ("data", "num_classes"), ("model", "width_multiplier"),
+            ("data", "image_size"))
+    differs = [f"{a}.{b}" for a, b in keys
+               if str(saved[a][b]).split() != str(requested[a][b]).split()]
+    if differs:
+        raise CheckpointMismatchError(
+            f"{model_dir} holds a different model ({', '.join(differs)} differ): it has "
+            f"{describe(saved)}, the command asks for {describe(requested)}; use a new "
+            "--model_dir or the same --arch/data settings")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def latest_checkpoint(model_dir: str) -> str:
+    """Path prefix of the newest checkpoint; `NoCheckpointError` when there is none."""
+    path = tf.train.latest_checkpoint(model_dir)
+    if not path:
+        raise NoCheckpointError(f"no checkpoint in {model_dir!r}: train first (train_main.py "
+                                "writes ckpt-<step> files there)")
+    return path
+
+
+def checkpoint_step(path: str) -> int:
+    """The global step stored in a checkpoint (falls back to the ``ckpt-<n>`` suffix)."""
+    try:
+        return int(tf.train.load_variable(path, "global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.NotFoundError, ValueError):
+        match = re.search(r"-(\d+)$", path)
+        return int(match.group(1)) if match else 0
+
+
+def checkpoint_keys(path: str) -> set[str]:
+    """Top-level object names in a checkpoint ('model', 'optimizer', 'train_iterator', ...)."""
+    return {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+
+
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, what: str = "model"):
+    """Restores ``path`` into ``checkpoint``, turning shape/structure errors into one line.
+
+    Every object that exists on the Python side must be found in the file (so a checkpoint of
+    another architecture fails here instead of leaving weights at their initial values).
+    """
+    try:
+        status = checkpoint.restore(path)
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointMismatchError(
+            f"checkpoint {path} does not match the {what} being restored ({first_line[:300]}); "
+            "was it written for another architecture or number of classes?") from None
+    return status
+
+
+# ------------------------------------------------------------------------------------ EMA
+
+
+def _moving_averages(optimizer: keras.optimizers.Optimizer, variables) -> list:
+    """The optimizer's EMA variable of each of ``variables`` (Keras keeps them by index)."""
+    averages = getattr(optimizer, "_model_variables_moving_average", None)
+    if not getattr(optimizer, "use_ema", False) or averages is None:
+        raise ValueError("the optimizer keeps no moving average (use_ema=False)")
+    return [averages[optimizer._get_variable_index(v)] for v in variables]
+
+
+def assign_ema_weights(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
+    """Overwrites the model's trainable weights with their EMA (BN statistics unchanged)."""
+    for variable, average in zip(model.trainable_variables,
+                                 _moving_averages(optimizer, model.trainable_variables),
+                                 strict=True):
+        variable.assign(average)
+
+
+@contextlib.contextmanager
+def ema_weights(model: keras.Model, optimizer: keras.optimizers.Optimizer | None,
+                enabled: bool = True):
+    """Within the block the model holds its EMA weights; the raw weights come back after.
+
+    Yields whether EMA weights are in use (False when disabled or the optimizer has none).
+    """
+    if not enabled or optimizer is None or not getattr(optimizer, "use_ema", False):
+        yield False
+        return
+    variables = model.trainable_variables
+    averages = _moving_averages(optimizer, variables)
+    backup = [np.array(v.numpy()) for v in variables]
+    for variable, average in zip(variables, averages, strict=True):
+        variable.assign(average)
+    try:
+        yield True
+    finally:
+        for variable, value in zip(variables, backup, strict=True):
+            variable.assign(value)
+
+
+# --------------------------------------------------------------------- loading for inference
+
+
+class ClassifierRestorer:
+    """A classifier built once from a model dir's config.json, restorable from any checkpoint.
+
+    Continuous evaluation restores each new checkpoint into the same model instead of rebuilding
+    it. Build under ``strategy.scope()`` to evaluate with a distribution strategy.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, dtype_policy: str | None = "float32"):
+        from autonl_tf.training import recipe
+
+        self.config = config
+        self.model = recipe.build_classifier(config, dtype_policy=dtype_policy)
+        self.optimizer = recipe.build_optimizer(config)
+        # Slots must exist before restore: Keras optimizers create them lazily.
+        self.optimizer.build(self.model.trainable_variables)
+        self._checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+
+    def restore(self, checkpoint_path: str, use_ema: bool = True) -> bool:
+        """Loads the checkpoint; with ``use_ema`` swaps in the EMA weights. Returns EMA used."""
+        status = restore_checkpoint(self._checkpoint, checkpoint_path, "model")
+        status.expect_partial()  # global_step, iterator, model_variables: training-only
+        if use_ema and not self.optimizer.use_ema:
+            logging.warning("%s was trained without weight EMA (train.use_ema=False): using the "
+                            "raw weights", checkpoint_path)
+            return False
+        if use_ema:
+            assign_ema_weights(self.model, self.optimizer)
+        return use_ema
+
+
+def load_model_for_inference(
+    model_dir: str,
+    checkpoint_path: str | None = None,
+    use_ema: bool = True,
+    *,
+    strategy: tf.distribute.Strategy | None = None,
+    dtype_policy: str | None = "float32",
+) -> tuple[keras.Model, ml_collections.ConfigDict]:
+    """Rebuilds the trained classifier of ``model_dir`` and loads its (EMA) weights.
+
+    Args:
+      model_dir: directory written by train_main.py (config.json + checkpoints).
+      checkpoint_path: a specific checkpoint prefix; default the latest one.
+      use_ema: load the exponential moving average of the weights (what eval and export use).
+      strategy: build the model under this strategy's scope (default: the current strategy).
+      dtype_policy: Keras dtype policy of the rebuilt model ('float32' default, None = global).
+
+    Returns:
+      (model, config): the functional Keras model (input [b, S, S, 3] normalised images, output
+      [b, classes] float32 logits) and the resolved experiment config of config.json, with
+      ``config.restored`` = {checkpoint, step, ema}.
+
+    Raises:
+      NoCheckpointError: no config.json or no checkpoint.
+      CheckpointMismatchError: the checkpoint does not fit the config's network.
+    """
+    config = load_experiment_config(model_dir)
+    path = checkpoint_path or latest_checkpoint(model_dir)
+    if checkpoint_path and not tf.io.gfile.glob(checkpoint_path + ".index"):
+        raise NoCheckpointError(f"checkpoint {checkpoint_path!r} not found")
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        restorer = ClassifierRestorer(config, dtype_policy=dtype_policy)
+    used_ema = restorer.restore(path, use_ema=use_ema)
+    config.restored = dict(checkpoint=path, step=checkpoint_step(path), ema=used_ema)
+    return restorer.model, config

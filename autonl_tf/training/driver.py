@@ -1,0 +1,493 @@
+"""The generic training driver: multi-step host loop, checkpoints, resumption, NaN guard, logs.
+
+Used by train_main.py (the retraining recipe) and by the search (a supernet with its own
+``train_step``, two optimizers and extra metrics). The model is any compiled Keras model created
+under ``strategy.scope()``; each step is the model's own ``train_step``, so whatever it does
+(losses, several optimizers, metrics) is what runs.
+
+Why a small host loop instead of ``model.fit`` + callbacks (Keras 3.15, TF 2.21):
+
+* ``fit`` ends every call with ``optimizer.finalize_variable_values``, which overwrites the
+  weights with their EMA when ``use_ema=True``. Calling ``fit`` once per checkpoint interval, or
+  saving a checkpoint after ``fit`` returns, would train on / store EMA weights as raw weights.
+* ``fit``'s ``steps_per_execution > 1`` loop (``tf.while_loop`` over optionals) fails under
+  MirroredStrategy ("You must feed a value for placeholder tensor"), and with
+  ``steps_per_execution=1`` every step is a host round trip.
+* ``BackupAndRestore``/``ModelCheckpoint`` save from ``on_*_end`` hooks whose logs may already
+  be NaN with no guarantee the NaN check runs first; ``TerminateOnNaN`` only stops training.
+
+So: one ``tf.function`` runs ``n`` steps (``strategy.run(model.train_step)`` in a ``tf.range``
+loop, n a tensor: one trace for every chunk size; the step itself is XLA-compiled when
+``model.jit_compile``); after each chunk the host checks the loss for NaN/Inf *before* any save,
+then logs, checkpoints (`tf.train.CheckpointManager`, atomic "latest"), evaluates, and calls the
+callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from autonl_tf.training import checkpoints as checkpoints_lib
+from autonl_tf.training import progress
+from autonl_tf.training import strategy as strategy_lib
+
+__all__ = [
+    "CheckpointCallback",
+    "TrainingDivergedError",
+    "TrainingInterruptedError",
+    "fit",
+]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss (or the weights) became NaN/Inf; the last good checkpoint is left untouched."""
+
+    def __init__(self, message: str, step: int, last_checkpoint: str | None):
+        super().__init__(message)
+        self.step = step
+        self.last_checkpoint = last_checkpoint
+
+
+class TrainingInterruptedError(RuntimeError):
+    """SIGTERM (preemption) received: a checkpoint was written, rerun the command to resume."""
+
+    def __init__(self, message: str, step: int, checkpoint: str | None):
+        super().__init__(message)
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """A Keras callback with one more hook, called after every checkpoint the driver writes.
+
+    ``on_checkpoint`` runs on every worker (collective ops inside are safe); ``self.is_chief``
+    says whether this process owns the model dir (only the chief should write files there).
+    """
+
+    is_chief: bool = True
+
+    def on_checkpoint(self, step: int, checkpoint_path: str, logs: Mapping[str, float]) -> None:
+        """Called after the checkpoint of ``step`` is complete at ``checkpoint_path``."""
+
+
+@dataclasses.dataclass
+class _Schedule:
+    total_steps: int
+    steps_per_loop: int
+    log_every: int
+    checkpoint_every: int
+    eval_every: int
+
+    def due(self, step: int, every: int) -> bool:
+        return step >= self.total_steps or (every > 0 and step % every == 0)
+
+    def next_chunk(self, step: int) -> int:
+        """Steps until the next boundary (log/checkpoint/eval/end), at most steps_per_loop."""
+        limit = min(self.steps_per_loop, self.total_steps - step)
+        for every in (self.log_every, self.checkpoint_every, self.eval_every):
+            if every > 0:
+                limit = min(limit, every - step % every)
+        return max(1, limit)
+
+
+def _replica_reducer(strategy: tf.distribute.Strategy) -> Callable:
+    """How per-replica step outputs become one value: mean (Keras's 'auto'; first on TPU)."""
+    if strategy_lib.is_tpu_strategy(strategy):
+        return lambda v: strategy.experimental_local_results(v)[0]
+
+    def mean(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+        return value
+
+    return mean
+
+
+def _make_train_loop(model: keras.Model, strategy: tf.distribute.Strategy) -> Callable:
+    """tf.function(iterator, n) running n >= 1 training steps; returns the last step's logs."""
+    reduce = _replica_reducer(strategy)
+
+    # Like Keras's one_step_on_data: the distributed step is XLA-compiled as a whole. Not on
+    # TPU, where TPUStrategy compiles the replica function with XLA anyway.
+    jit_compile = bool(model.jit_compile) and not strategy_lib.is_tpu_strategy(strategy)
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def one_step(batch):
+        outputs = strategy.run(model.train_step, args=(batch,))
+        return tf.nest.map_structure(reduce, outputs)
+
+    @tf.function
+    def train_loop(iterator, num_steps):
+        logs = one_step(next(iterator))
+        for _ in tf.range(num_steps - 1):
+            logs = one_step(next(iterator))
+        return logs
+
+    return train_loop
+
+
+@tf.function
+def _all_finite(variables):
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+
+
+def _to_floats(logs: Mapping[str, Any]) -> dict[str, float]:
+    result = {}
+    for name, value in logs.items():
+        array = np.asarray(value)
+        if array.size == 1:
+            result[name] = float(array.reshape(()))
+    return result
+
+
+def _repeating(dataset_fn: Callable) -> Callable:
+    """The train dataset may be finite; the driver counts steps, not epochs: repeat it."""
+    def fn(input_context):
+        dataset = dataset_fn(input_context)
+        if dataset.cardinality() != tf.data.INFINITE_CARDINALITY:
+            dataset = dataset.repeat()
+        return dataset
+    return fn
+
+
+def _is_checkpointable(iterator) -> bool:
+    """Single-replica tf.data iterators are; TF 2.21's multi-replica DistributedIterator is not."""
+    try:
+        tf.train.Checkpoint(iterator=iterator)
+    except ValueError:
+        logging.info("The input iterator (%s) cannot be checkpointed: a resumed run restarts the "
+                     "input pipeline (reshuffled)", type(iterator).__name__)
+        return False
+    return True
+
+
+def _current_learning_rate(model: keras.Model) -> float | None:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    try:
+        return float(np.asarray(optimizer.learning_rate))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _build_model_state(model: keras.Model, strategy: tf.distribute.Strategy, dataset) -> None:
+    """Creates optimizer slots and metric variables before the first step and restore.
+
+    Keras creates them lazily in the first train_step, which under tf.distribute would create
+    variables inside a replica function, and restore would have no slots to fill.
+    """
+    def replica_spec(spec):  # PerReplicaSpec under multi-replica strategies: any replica's
+        return spec._value_specs[0] if hasattr(spec, "_value_specs") else spec
+
+    # TensorSpecs stand in for a batch: Keras only reads .shape/.dtype to build symbolically.
+    element = tf.nest.map_structure(replica_spec, dataset.element_spec)
+    with strategy.scope():
+        if hasattr(model, "_symbolic_build"):  # what fit() does; builds metrics & optimizer
+            model._symbolic_build(data_batch=element)
+        if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+
+
+class _SigtermWatcher:
+    """Turns SIGTERM (preemption notice) into a flag the loop checks between chunks."""
+
+    def __init__(self, enabled: bool):
+        self.requested = False
+        self._previous = None
+        self._enabled = enabled and threading.current_thread() is threading.main_thread()
+
+    def __enter__(self):
+        if self._enabled:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM received: checkpointing at the end of the current chunk")
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._enabled:
+            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+        return False
+
+
+def fit(
+    model: keras.Model,
+    train_dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset],
+    *,
+    strategy: tf.distribute.Strategy,
+    model_dir: str,
+    total_steps: int,
+    steps_per_loop: int = 1,
+    checkpoint_every_steps: int = 1000,
+    eval_dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset] | None = None,
+    eval_steps: int | None = None,
+    eval_every_steps: int | None = None,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    extra_checkpoint_items: Mapping[str, Any] | None = None,
+    log_every_steps: int = 100,
+    summary_fn: Callable[[int, Mapping[str, float]], Mapping[str, float] | None] | None = None,
+    global_batch_size: int | None = None,
+    eval_fn: Callable[[keras.Model], Mapping[str, float]] | None = None,
+    eval_use_ema: bool = True,
+    max_checkpoints_to_keep: int = 5,
+    checkpoint_input_pipeline: bool = True,
+    handle_sigterm: bool = True,
+) -> dict:
+    """Trains ``model`` to ``total_steps``, resuming from the latest checkpoint in ``model_dir``.
+
+    Args:
+      model: compiled Keras model built under ``strategy.scope()``; ``model.train_step`` is
+        the step (a custom subclass may update several optimizers and return extra metrics).
+        Its returned logs must include ``loss`` (checked for NaN/Inf after every chunk).
+      train_dataset_fn: InputContext -> per-replica-batched dataset of training batches (fed to
+        ``strategy.distribute_datasets_from_function``); repeated if finite.
+      strategy: the distribution strategy.
+      model_dir: checkpoints (``ckpt-<step>``), TensorBoard logs (``train/``, ``eval/``).
+      total_steps: train until the global step reaches this.
+      steps_per_loop: steps per host call (TPU ``iterations_per_loop``); chunks also stop at
+        every log/checkpoint/eval boundary.
+      checkpoint_every_steps: checkpoint period (0 = only at the end); always at the end.
+      eval_dataset_fn: InputContext -> eval dataset of (images, labels, weights); evaluated every
+        ``eval_every_steps`` (None/0 = at every checkpoint) and at the end.
+      eval_steps: eval batches per evaluation (None = the whole finite dataset).
+      extra_callbacks: Keras callbacks: on_train_begin/end, on_train_batch_end(step, logs) after
+        every chunk, on_test_end(metrics + step + ema) after every evaluation, and
+        ``on_checkpoint(step, path, logs)`` (see `CheckpointCallback`).
+      extra_checkpoint_items: more trackables to checkpoint, e.g. {'arch_optimizer': opt} for
+        optimizers the model does not expose as ``model.optimizer``. Build them (``opt.build``)
+        before calling so their slots are restored.
+      log_every_steps: console + TensorBoard period (0 = only at the end).
+      summary_fn: called at every log point as ``summary_fn(step, logs)``, inside the train
+        summary writer; may write its own tf.summary ops and/or return extra scalars to log.
+      global_batch_size: images per step over all replicas (for images/s).
+      eval_fn: model -> metrics dict, replaces the default exact classifier evaluation.
+      eval_use_ema: evaluate with the optimizer's EMA weights swapped in (when it has them).
+      max_checkpoints_to_keep: older checkpoints are deleted.
+      checkpoint_input_pipeline: save the tf.data iterator position where tf.data allows it:
+        single-replica runs (TF 2.21 cannot checkpoint multi-replica distributed iterators;
+        skipped on TPU and multi-worker too). Elsewhere a resumed run restarts the input.
+      handle_sigterm: on SIGTERM, checkpoint after the current chunk and raise
+        `TrainingInterruptedError` (single host).
+
+    Returns:
+      {'step', 'initial_step', 'resumed_from', 'train_logs', 'eval', 'checkpoint',
+       'images_per_second', 'seconds'}.
+
+    Raises:
+      TrainingDivergedError: NaN/Inf loss or weights; nothing was saved for that chunk.
+      TrainingInterruptedError: SIGTERM; a checkpoint of the current step was saved.
+      CheckpointMismatchError: the latest checkpoint does not fit this model.
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    start_time = time.time()
+    chief = strategy_lib.is_chief(strategy)
+    workers = strategy_lib.num_workers(strategy)
+    evaluating = eval_dataset_fn is not None or eval_fn is not None
+    eval_every = (eval_every_steps or checkpoint_every_steps) if evaluating else 0
+    schedule = _Schedule(total_steps, max(1, steps_per_loop), max(0, log_every_steps),
+                         max(0, checkpoint_every_steps), max(0, eval_every))
+    tf.io.gfile.makedirs(model_dir)
+
+    train_dataset_fn = _repeating(train_dataset_fn)
+    train_dataset = strategy.distribute_datasets_from_function(train_dataset_fn)
+    iterator = iter(train_dataset)
+    _build_model_state(model, strategy, train_dataset)
+
+    # -- checkpoint: everything needed for an exact resume.
+    global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    items: dict[str, Any] = {"model": model, "model_variables": list(model.variables),
+                             "global_step": global_step}
+    if getattr(model, "optimizer", None) is not None:
+        items["optimizer"] = model.optimizer
+    for name, item in (extra_checkpoint_items or {}).items():
+        if name in items:
+            raise ValueError(f"extra_checkpoint_items key {name!r} is reserved")
+        if isinstance(item, keras.optimizers.Optimizer) and not item.built:
+            raise ValueError(f"extra_checkpoint_items[{name!r}]: build the optimizer "
+                             "(optimizer.build(variables)) before fit so its slots restore")
+        items[name] = item
+    latest = tf.train.latest_checkpoint(model_dir)
+    save_items = dict(items)
+    restore_items = dict(items)
+    if (checkpoint_input_pipeline and workers == 1 and _is_checkpointable(iterator)
+            and not strategy_lib.is_tpu_strategy(strategy)):
+        # The iterator state depends on the per-replica batching: keyed by the replica count, so
+        # a run resumed under another strategy restarts the input instead of failing.
+        iterator_key = f"train_iterator_{strategy.num_replicas_in_sync}_replicas"
+        save_items[iterator_key] = iterator
+        if latest and iterator_key in checkpoints_lib.checkpoint_keys(latest):
+            restore_items[iterator_key] = iterator
+        elif latest:
+            logging.info("The checkpoint has no input position for %d replica(s): the input "
+                         "pipeline starts from the beginning", strategy.num_replicas_in_sync)
+    checkpoint = tf.train.Checkpoint(**save_items)
+    # Non-chief workers must take part in saving (collectives) but write to a scratch dir.
+    save_dir = model_dir if chief else tempfile.mkdtemp(prefix="autonl_worker_ckpt_")
+    manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=max_checkpoints_to_keep,
+                                         checkpoint_name="ckpt")
+
+    resumed_from = None
+    if latest:
+        checkpoints_lib.restore_checkpoint(tf.train.Checkpoint(**restore_items), latest,
+                                           "model/optimizer")
+        resumed_from = latest
+        logging.info("Resumed from checkpoint %s at step %d", latest, int(global_step.numpy()))
+    step = initial_step = int(global_step.numpy())
+    last_checkpoint = latest
+
+    writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief
+              else tf.summary.create_noop_writer())
+    callbacks = keras.callbacks.CallbackList(list(extra_callbacks), model=model)
+    for callback in extra_callbacks:
+        if isinstance(callback, CheckpointCallback):
+            callback.is_chief = chief
+    meter = progress.ThroughputMeter(total_steps, global_batch_size)
+    train_loop = _make_train_loop(model, strategy)
+    evaluate = eval_fn or (_default_evaluator(model, strategy, eval_dataset_fn, eval_steps)
+                           if eval_dataset_fn else None)
+
+    logs: dict[str, float] = {}
+    eval_metrics: dict | None = None
+
+    def save(reason: str) -> str | None:
+        nonlocal last_checkpoint
+        if not bool(_all_finite(model.trainable_variables)):
+            raise TrainingDivergedError(
+                f"weights are NaN/Inf at step {step}; not saving. Last good checkpoint: "
+                f"{last_checkpoint or 'none'}", step, last_checkpoint)
+        path = manager.save(checkpoint_number=step)
+        if chief:
+            last_checkpoint = path
+            logging.info("Saved checkpoint %s (%s)", path, reason)
+        for callback in extra_callbacks:
+            if hasattr(callback, "on_checkpoint"):
+                callback.on_checkpoint(step, path, dict(logs))
+        if not chief:  # the scratch copy has served its purpose (collective save)
+            shutil.rmtree(save_dir, ignore_errors=True)
+        return path
+
+    if step >= total_steps:
+        logging.info("Already at step %d >= total_steps %d: nothing to train", step, total_steps)
+    callbacks.on_train_begin()
+    model.reset_metrics()
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(writer.close)
+        if not chief:
+            cleanup.callback(shutil.rmtree, save_dir, ignore_errors=True)
+        sigterm = cleanup.enter_context(_SigtermWatcher(handle_sigterm and workers == 1))
+        first_chunk = True
+        while step < total_steps:
+            count = schedule.next_chunk(step)
+            raw_logs = train_loop(iterator, tf.constant(count, tf.int32))
+            logs = _to_floats(raw_logs)  # waits for the chunk to finish
+            step += count
+            global_step.assign(step)
+            if first_chunk:  # tracing/compilation is not throughput
+                meter.start(step)
+                first_chunk = False
+
+            checked = {"loss": logs["loss"]} if "loss" in logs else logs
+            bad = {k: v for k, v in checked.items() if not math.isfinite(v)}
+            if bad:
+                raise TrainingDivergedError(
+                    f"loss is {'/'.join(f'{v}' for v in bad.values())} at step {step} (chunk "
+                    f"{step - count + 1}-{step}); stopped without saving. Last good checkpoint: "
+                    f"{last_checkpoint or 'none'}. Lower the learning rate or check the data.",
+                    step, last_checkpoint)
+            callbacks.on_train_batch_end(step, logs)
+
+            if schedule.due(step, schedule.log_every):
+                meter.update(step)
+                scalars = dict(logs)
+                learning_rate = _current_learning_rate(model)
+                if learning_rate is not None:
+                    scalars["learning_rate"] = learning_rate
+                with writer.as_default(step=step):
+                    extra = summary_fn(step, logs) if summary_fn else None
+                scalars.update(_to_floats(extra or {}))
+                if meter.images_per_second is not None:
+                    scalars["images_per_second"] = meter.images_per_second
+                if meter.steps_per_second is not None:
+                    scalars["steps_per_second"] = meter.steps_per_second
+                progress.write_scalars(writer, step, scalars)
+                logging.info("step %d/%d (%.1f%%) | %s | ETA %s", step, total_steps,
+                             100.0 * step / total_steps, progress.format_logs(scalars),
+                             progress.format_duration(meter.eta_seconds(step)))
+                model.reset_metrics()
+
+            if schedule.due(step, schedule.checkpoint_every):
+                save(f"step {step}")
+            elif sigterm.requested:
+                path = save("SIGTERM")
+                raise TrainingInterruptedError(
+                    f"interrupted by SIGTERM at step {step}; checkpoint {path} saved, rerun the "
+                    "same command to resume", step, path)
+
+            if evaluate and schedule.due(step, schedule.eval_every):
+                callbacks.on_test_begin()
+                eval_metrics = _run_eval(evaluate, model, eval_use_ema, step, chief, model_dir)
+                callbacks.on_test_end(dict(eval_metrics))
+            if sigterm.requested:
+                raise TrainingInterruptedError(
+                    f"interrupted by SIGTERM at step {step}; checkpoint {last_checkpoint} saved, "
+                    "rerun the same command to resume", step, last_checkpoint)
+
+        callbacks.on_train_end(logs)
+    return {
+        "step": step,
+        "initial_step": initial_step,
+        "resumed_from": resumed_from,
+        "train_logs": logs,
+        "eval": eval_metrics,
+        "checkpoint": last_checkpoint if chief else tf.train.latest_checkpoint(model_dir),
+        "images_per_second": meter.average_images_per_second(step),
+        "seconds": time.time() - start_time,
+    }
+
+
+def _default_evaluator(model, strategy, eval_dataset_fn, eval_steps) -> Callable:
+    """Exact weighted top-1/top-5 on (images, labels, weights) batches."""
+    from autonl_tf.training import evaluation
+
+    dataset = strategy.distribute_datasets_from_function(eval_dataset_fn)
+    evaluator = evaluation.make_classifier_evaluator(model, strategy)
+
+    def evaluate(model_to_evaluate):
+        return evaluation.evaluate_classifier(model_to_evaluate, strategy, dataset,
+                                              steps=eval_steps, evaluator=evaluator)
+    return evaluate
+
+
+def _run_eval(evaluate, model, use_ema, step, chief, model_dir) -> dict:
+    optimizer = getattr(model, "optimizer", None)
+    with checkpoints_lib.ema_weights(model, optimizer, enabled=use_ema) as ema_used:
+        metrics = dict(evaluate(model))
+    metrics["ema"] = ema_used
+    logging.info("eval at step %d (%s weights): %s", step, "EMA" if ema_used else "raw",
+                 progress.format_logs({k: v for k, v in metrics.items()
+                                       if isinstance(v, int | float) and not isinstance(v, bool)}))
+    if chief:
+        writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+        progress.write_scalars(writer, step, {k: v for k, v in metrics.items()
+                                              if isinstance(v, float)})
+        writer.close()
+    metrics["step"] = step
+    return metrics

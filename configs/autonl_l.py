@@ -1,0 +1,7 @@
+"""AutoNL-L retrained with the paper's recipe on ImageNet (brief section 4)."""
+
+from configs import common
+
+
+def get_config():
+    return common.get_base_config(arch="autonl_l")

@@ -1,0 +1,11 @@
+r"""AutoNL-S retrained with the paper's recipe on ImageNet (brief section 4).
+
+    python train_main.py --config=autonl_s --tpu=<name> --data_dir=gs://.../imagenet \
+        --model_dir=gs://.../autonl_s --use_bfloat16
+"""
+
+from configs import common
+
+
+def get_config():
+    return common.get_base_config(arch="autonl_s")
