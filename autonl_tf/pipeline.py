@@ -1,0 +1,210 @@
+"""The whole AutoNL pipeline on one machine: search -> arch.txt -> retrain -> eval -> export.
+
+    python -m autonl_tf.pipeline --workdir=runs/demo            # embedded dataset, ~10 min, 2 CPUs
+    python -m autonl_tf.pipeline --workdir=runs/smoke --smoke   # CI size, a few minutes
+
+Each stage runs the project's own command-line tool in a subprocess (exactly what a user would
+type, printed before it runs), so the pipeline exercises the binaries end to end. Rerunning the
+same command resumes: every stage resumes from its checkpoints or finds its work done. The run
+ends with a summary of the searched network, its accuracy, the TFLite latency and every artefact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", "runs/demo", "Where every stage writes (search/, train/, export/).")
+flags.DEFINE_float("target_flops", None, "MACs target of the search (default: --target_fraction "
+                   "of the largest network of the demo search space).")
+flags.DEFINE_float("target_fraction", 0.7, "Default target as a fraction of the largest child.",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_bool("smoke", False, "Reduced sizes for CI: fewer search and training steps.")
+flags.DEFINE_integer("search_steps", None, "Search steps (default: the search:demo config).")
+flags.DEFINE_integer("train_steps", None, "Retraining steps (default: the demo config).")
+flags.DEFINE_string("tflite", "float32,int8", "TFLite modes to export and verify.")
+flags.DEFINE_integer("latency_runs", 50, "Batch-1 LiteRT runs per TFLite model for the summary.")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE_SEARCH_STEPS = 160
+SMOKE_TRAIN_STEPS = 800
+
+
+class StageError(RuntimeError):
+    """A stage's command failed; its output has been shown."""
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    argv: list[str]
+    seconds: float = 0.0
+
+
+def run_stage(stage: Stage, index: int, total: int) -> None:
+    """Runs one stage's command, streaming its output, and times it."""
+    print(f"\n[{index}/{total}] {stage.name}\n$ {shlex.join(stage.argv)}", flush=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    start = time.monotonic()
+    result = subprocess.run(stage.argv, cwd=REPO_ROOT, env=env)
+    stage.seconds = time.monotonic() - start
+    if result.returncode != 0:
+        raise StageError(f"stage '{stage.name}' failed (exit {result.returncode}); its output is "
+                         "above. Fix the cause and rerun the same command: finished work is kept.")
+    print(f"[{index}/{total}] {stage.name}: done in {stage.seconds:.0f}s", flush=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSetting:
+    """What the retraining must share with the search for the MACs target to mean the same."""
+
+    image_size: int
+    width_multiplier: float
+    feasible_range: tuple[int, int]
+
+
+def demo_search_setting() -> SearchSetting:
+    """Image size, width and feasible MACs range of the ``search:demo`` config."""
+    from autonl_tf.data import prepare
+    from autonl_tf.search import SearchCost, space_from_config
+    from autonl_tf.training.config import load_config
+
+    config = load_config("search:demo")
+    data = prepare(config.data)
+    space = space_from_config(config.search_space)
+    width = float(config.model.width_multiplier)
+    cost = SearchCost(space, int(data.image_size), int(data.num_classes), width)
+    return SearchSetting(int(data.image_size), width, cost.feasible_range())
+
+
+def tflite_latency_ms(path: str, runs: int) -> float:
+    """Median batch-1 latency of a TFLite model with the LiteRT interpreter (2 threads)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=2)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    data = np.zeros(detail["shape"], dtype=detail["dtype"])
+    times = []
+    for i in range(runs + 5):
+        interpreter.set_tensor(detail["index"], data)
+        start = time.perf_counter()
+        interpreter.invoke()
+        if i >= 5:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: int) -> str:
+    """The closing summary: architecture, MACs/params vs target, accuracy, latency, artefacts."""
+    search_dir, train_dir, export_dir = (os.path.join(workdir, d) for d in ("search", "train", "export"))
+    summary = read_json(os.path.join(search_dir, "search_summary.json"))
+    arch_path = os.path.join(search_dir, "arch.txt")
+    with open(arch_path) as f:
+        arch_lines = [line.strip() for line in f if line.strip()]
+    macs, params = int(summary["macs"]), int(summary["params"])
+    evals = read_json(os.path.join(train_dir, "eval_results.json"))
+    last = evals[-1] if isinstance(evals, list) else evals
+    num_classes = int(read_json(os.path.join(train_dir, "config.json"))["data"]["num_classes"])
+    lines = ["", "=" * 78, "AutoNL pipeline summary", "=" * 78,
+             f"searched architecture ({len(arch_lines)} blocks, {arch_path}):"]
+    lines += [f"  {line}" for line in arch_lines]
+    lines.append(f"MACs {macs / 1e6:.2f}M vs target {target / 1e6:.2f}M "
+                 f"({100 * (macs - target) / target:+.1f}%), params {params / 1e6:.3f}M")
+    lines.append(f"accuracy ({last['num_images']} eval images, {'EMA' if last.get('ema') else 'raw'}"
+                 f" weights, step {last['step']}): top-1 {100 * last['top1']:.1f}%, "
+                 f"top-5 {100 * last['top5']:.1f}% (chance {100 / num_classes:.1f}%)")
+    for card_path in sorted(glob.glob(os.path.join(export_dir, "*.json"))):
+        card = read_json(card_path)
+        tflite = card_path[:-len(".json")] + ".tflite"
+        if not os.path.exists(tflite):
+            continue
+        agreement = card.get("verification", {})
+        latency = tflite_latency_ms(tflite, latency_runs)
+        lines.append(
+            f"TFLite {os.path.basename(tflite)}: {os.path.getsize(tflite) / 1024:.0f} KiB, "
+            f"batch-1 latency {latency:.2f} ms (LiteRT, 2 threads), top-1 agreement with TF "
+            f"{100 * agreement.get('top1_agreement', float('nan')):.1f}%")
+    lines.append("artefacts:")
+    for label, path in (
+            ("search figure", os.path.join(search_dir, "search.png")),
+            ("search summary", os.path.join(search_dir, "search_summary.json")),
+            ("architecture", arch_path),
+            ("checkpoints + TensorBoard", train_dir),
+            ("eval results", os.path.join(train_dir, "eval_results.json")),
+            ("SavedModel", export_dir)):
+        lines.append(f"  {label:<26} {path}")
+    for tflite in sorted(glob.glob(os.path.join(export_dir, "*.tflite"))):
+        lines.append(f"  {'TFLite':<26} {tflite}")
+    lines.append("time: " + ", ".join(f"{s.name} {s.seconds:.0f}s" for s in stages)
+                 + f" (total {sum(s.seconds for s in stages):.0f}s)")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    workdir = os.path.abspath(FLAGS.workdir)
+    python = sys.executable
+    print(f"AutoNL pipeline on the embedded dataset -> {workdir}", flush=True)
+    try:
+        setting = demo_search_setting()
+    except Exception as e:  # noqa: BLE001  (any failure here is a setup problem to report)
+        sys.exit(f"error: cannot prepare the embedded dataset or the search space: {e}")
+    low, high = setting.feasible_range
+    target = FLAGS.target_flops or max(float(low), FLAGS.target_fraction * high)
+    print(f"search target: {target / 1e6:.3f}M MACs (feasible {low / 1e6:.3f}M..{high / 1e6:.3f}M "
+          f"at {setting.image_size}px, width x{setting.width_multiplier:g})", flush=True)
+    search_steps = FLAGS.search_steps or (SMOKE_SEARCH_STEPS if FLAGS.smoke else None)
+    train_steps = FLAGS.train_steps or (SMOKE_TRAIN_STEPS if FLAGS.smoke else None)
+    search_dir, train_dir, export_dir = (os.path.join(workdir, d) for d in ("search", "train", "export"))
+    search = [python, "search_main.py", "--config=search:demo", f"--model_dir={search_dir}",
+              f"--target_flops={target:.0f}"]
+    if search_steps:
+        search.append(f"--train_steps={search_steps}")
+    # Retrain at the search's resolution and width: the target is a MACs count of that network.
+    train = [python, "train_main.py", "--config=demo", f"--arch={search_dir}/arch.txt",
+             f"--model_dir={train_dir}", f"--config.data.image_size={setting.image_size}",
+             f"--config.model.width_multiplier={setting.width_multiplier}"]
+    if train_steps:
+        train.append(f"--train_steps={train_steps}")
+    stages = [
+        Stage("search under the MACs target", search),
+        Stage("retrain the searched architecture", train),
+        Stage("evaluate (top-1/top-5, EMA weights)", [python, "eval_main.py",
+                                                      f"--model_dir={train_dir}"]),
+        Stage("export SavedModel + TFLite (verified)",
+              [python, "-m", "autonl_tf.export", f"--model_dir={train_dir}",
+               f"--export_dir={export_dir}", f"--tflite={FLAGS.tflite}"]),
+    ]
+    try:
+        for index, stage in enumerate(stages, start=1):
+            run_stage(stage, index, len(stages))
+    except StageError as e:
+        sys.exit(f"error: {e}")
+    print(summarize(workdir, target, stages, FLAGS.latency_runs), flush=True)
+
+
+def run() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

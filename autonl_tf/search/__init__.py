@@ -1,0 +1,33 @@
+"""The differentiable AutoNL search (brief section 3): space, supernet, cost, decoding, report.
+
+    space = space_from_config(configs.search_space.get_config())    # validated, unrolled
+    supernet = Supernet(space, num_classes=..., image_size=..., objective=SearchObjective(...))
+    supernet.compile(weight_optimizer, threshold_optimizer=...)     # then the training driver
+    arch_text(supernet)                                              # -> arch.txt
+    build_child(supernet)                                            # the child, same weights
+
+search_main.py runs the whole program (`autonl_tf.search.experiment`).
+"""
+
+from autonl_tf.search.cost import SearchCost, TargetError
+from autonl_tf.search.decode import (
+    arch_text,
+    build_child,
+    copy_weights_to_child,
+    current_decisions,
+    set_decisions,
+)
+from autonl_tf.search.objective import COST_LOSSES, SearchObjective
+from autonl_tf.search.space import (
+    BlockDecision,
+    SearchBlock,
+    SearchSpace,
+    SearchSpaceError,
+    space_from_config,
+)
+from autonl_tf.search.supernet import Supernet
+
+__all__ = ["COST_LOSSES", "BlockDecision", "SearchBlock", "SearchCost", "SearchObjective",
+           "SearchSpace", "SearchSpaceError", "Supernet", "TargetError", "arch_text",
+           "build_child", "copy_weights_to_child", "current_decisions", "set_decisions",
+           "space_from_config"]

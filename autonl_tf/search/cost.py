@@ -1,0 +1,210 @@
+"""Expected MACs (and parameters) of the supernet as a multilinear function of its indicators.
+
+Every constant comes from the profiler's own formulas (`autonl_tf.cost.block_cost`,
+`autonl_tf.cost.lightnl_macs`, `autonl_tf.cost.model_cost`): for each block, the cost of every
+(kernel, expansion) choice and of every LightNL (ratio, stride) choice is tabulated, and the
+expected cost is ``sum_choices weight(choice) * cost(choice)`` with the weights of
+`autonl_tf.search.indicators.nested_weights`. With hard (0/1) indicators exactly one weight per
+decision is 1, so the expected cost IS the profiler's cost of the decoded child. This works for
+the blocks' additive structure: a skippable block has stride 1 and as many input as output
+channels, so no decision changes the shapes seen by any other block.
+
+`SearchCost.expected_macs` evaluates the same arithmetic on whatever it is given: float32
+tensors (the training loss), float64 tensors (exact integers up to 2**53) or Python ints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
+
+from autonl_tf import cost as profiler
+from autonl_tf.arch import BlockSpec
+from autonl_tf.search.indicators import nested_weights
+from autonl_tf.search.space import BlockDecision, SearchBlock, SearchSpace
+
+__all__ = ["BlockGates", "SearchCost", "TargetError", "gates_from_decision"]
+
+# The indicators of one block, as a mapping (values: tensors or numbers):
+#   keep: scalar (1 for a block that cannot be skipped)
+#   kernel, expand, lightnl_ratio, lightnl_stride: lists of nested gates (len(choices) - 1)
+#   lightnl: scalar, LightNL inserted (0 where there is no candidate)
+BlockGates = Mapping[str, object]
+
+
+class TargetError(ValueError):
+    """A cost target outside what the search space can reach."""
+
+
+def gates_from_decision(block: SearchBlock, decision: BlockDecision) -> dict:
+    """The 0/1 gates (Python ints) that select `decision` in `block`'s supernet layer."""
+    block.check(decision)
+
+    def steps(choices, chosen):
+        index = choices.index(chosen)
+        return [int(j < index) for j in range(len(choices) - 1)]
+
+    lightnl = decision.lightnl_ratio is not None
+    return {
+        "keep": int(decision.keep),
+        "kernel": steps(block.kernel_sizes, decision.kernel_size),
+        "expand": steps(block.expand_ratios, decision.expand_ratio),
+        "lightnl": int(lightnl),
+        "lightnl_ratio": (steps(block.lightnl_ratios, decision.lightnl_ratio) if lightnl
+                          else [0] * (len(block.lightnl_ratios) - 1)),
+        "lightnl_stride": (steps(block.lightnl_strides, decision.lightnl_stride) if lightnl
+                           else [0] * max(0, len(block.lightnl_strides) - 1)),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class _BlockTables:
+    """Per-choice costs of one block: [kernel][expansion] and [LightNL ratio][LightNL stride]."""
+
+    mbconv_macs: tuple[tuple[int, ...], ...]
+    mbconv_params: tuple[tuple[int, ...], ...]
+    lightnl_macs: tuple[tuple[int, ...], ...]
+    lightnl_params: int
+
+
+class SearchCost:
+    """Analytic cost of every child of a search space at one input size / width / class count."""
+
+    def __init__(self, space: SearchSpace, image_size: int = 224, num_classes: int = 1000,
+                 width_multiplier: float = 1.0, depth_divisor: int = 8):
+        self.space = space
+        self.image_size = image_size
+        self.num_classes = num_classes
+        self.width_multiplier = width_multiplier
+        self.depth_divisor = depth_divisor
+        # The fixed part (stem, head, classifier, blocks without decisions) straight from the
+        # profiler, on the largest child.
+        largest = self._profile(space.largest())
+        searchable = {b.index for b in space.searchable_blocks}
+        fixed = [c for c, b in zip(largest.blocks, space.blocks, strict=True)
+                 if b.index not in searchable]
+        self.fixed_macs = (largest.stem_macs + largest.head_macs + largest.classifier_macs
+                           + sum(c.macs for c in fixed))
+        self.fixed_params = (largest.stem_params + largest.head_params
+                             + largest.classifier_params + sum(c.params for c in fixed))
+        # Input size and actual channels of every block (unchanged by any decision).
+        self.block_shapes = [(c.in_size, c.in_channels, c.out_channels) for c in largest.blocks]
+        self.tables = {b.index: self._tables(b) for b in space.searchable_blocks}
+
+    def _profile(self, decisions: Sequence[BlockDecision]) -> profiler.ModelCost:
+        spec = self.space.child_spec(decisions)
+        return profiler.model_cost(spec.blocks, self.image_size, self.num_classes,
+                                   self.width_multiplier, spec.stem_filters, spec.head_filters,
+                                   self.depth_divisor)
+
+    def _tables(self, block: SearchBlock) -> _BlockTables:
+        size, c_in, c_out = self.block_shapes[block.index]
+        macs, params = [], []
+        for kernel in block.kernel_sizes:
+            row_macs, row_params = [], []
+            for expand in block.expand_ratios:
+                spec = BlockSpec(1, (kernel,), (block.stride, block.stride), expand,
+                                 block.input_filters, block.output_filters, block.se_ratio)
+                part = profiler.block_cost(spec, size, c_in, c_out, block.index)
+                row_macs.append(part.macs)
+                row_params.append(part.params)
+            macs.append(tuple(row_macs))
+            params.append(tuple(row_params))
+        out_size = profiler.same_output_size(size, block.stride)
+        nl_macs = tuple(
+            tuple(profiler.lightnl_macs(out_size, out_size, c_out, ratio, stride)
+                  for stride in block.lightnl_strides)
+            for ratio in block.lightnl_ratios)
+        return _BlockTables(tuple(macs), tuple(params), nl_macs, profiler.lightnl_params(c_out))
+
+    # -- the multilinear cost ------------------------------------------------------------------
+    def _block_expected(self, block: SearchBlock, gates: BlockGates, params: bool):
+        tables = self.tables[block.index]
+        table = tables.mbconv_params if params else tables.mbconv_macs
+        kernel_w = nested_weights(gates["kernel"])
+        expand_w = nested_weights(gates["expand"])
+        total = sum(kernel_w[i] * expand_w[j] * table[i][j]
+                    for i, j in itertools.product(range(len(kernel_w)), range(len(expand_w))))
+        if block.has_lightnl:
+            if params:  # one shared depthwise conv + BN, whatever the ratio and stride
+                lightnl = tables.lightnl_params
+            else:
+                ratio_w = nested_weights(gates["lightnl_ratio"])
+                stride_w = nested_weights(gates["lightnl_stride"])
+                lightnl = sum(ratio_w[i] * stride_w[j] * tables.lightnl_macs[i][j]
+                              for i, j in itertools.product(range(len(ratio_w)),
+                                                            range(len(stride_w))))
+            total = total + gates["lightnl"] * lightnl
+        return gates["keep"] * total
+
+    def _expected(self, gates: Sequence[BlockGates | None], params: bool):
+        if len(gates) != len(self.space.blocks):
+            raise ValueError(f"{len(gates)} gate sets for {len(self.space.blocks)} blocks")
+        total = self.fixed_params if params else self.fixed_macs
+        for block, block_gates in zip(self.space.blocks, gates, strict=True):
+            if block.searchable:
+                total = total + self._block_expected(block, block_gates, params)
+        return total
+
+    def expected_macs(self, gates: Sequence[BlockGates | None]):
+        """Expected MACs given every block's gates (None for blocks without decisions).
+
+        Returns a value of the gates' type: a float32/float64 scalar tensor or a Python int.
+        """
+        return self._expected(gates, params=False)
+
+    def expected_params(self, gates: Sequence[BlockGates | None]):
+        """Expected parameters (trainable weights + BN gamma/beta), as `expected_macs`."""
+        return self._expected(gates, params=True)
+
+    def gates(self, decisions: Sequence[BlockDecision]) -> list[dict | None]:
+        self.space.check(decisions)
+        return [gates_from_decision(b, d) if b.searchable else None
+                for b, d in zip(self.space.blocks, decisions, strict=True)]
+
+    def macs(self, decisions: Sequence[BlockDecision]) -> int:
+        """Exact MACs of the child (integer arithmetic on the tables)."""
+        return int(self.expected_macs(self.gates(decisions)))
+
+    def params(self, decisions: Sequence[BlockDecision]) -> int:
+        return int(self.expected_params(self.gates(decisions)))
+
+    def profile(self, decisions: Sequence[BlockDecision]) -> profiler.ModelCost:
+        """The profiler's own per-block account of the child (`autonl_tf.cost.model_cost`)."""
+        return self._profile(decisions)
+
+    # -- range and target -----------------------------------------------------------------------
+    def _block_options(self, block: SearchBlock) -> list[int]:
+        decisions = [BlockDecision(True, k, e) for k in block.kernel_sizes
+                     for e in block.expand_ratios]
+        decisions += [BlockDecision(True, k, e, r, s) for k in block.kernel_sizes
+                      for e in block.expand_ratios for r in block.lightnl_ratios
+                      for s in block.lightnl_strides]
+        if block.skippable:
+            decisions.append(BlockDecision(False, block.kernel_sizes[0], block.expand_ratios[0]))
+        return [int(self._block_expected(block, gates_from_decision(block, d), False))
+                for d in decisions]
+
+    def feasible_range(self) -> tuple[int, int]:
+        """(smallest, largest) MACs over all children of the space."""
+        low = high = self.fixed_macs
+        for block in self.space.searchable_blocks:
+            options = self._block_options(block)
+            low += min(options)
+            high += max(options)
+        return low, high
+
+    def describe(self) -> str:
+        low, high = self.feasible_range()
+        return (f"feasible range of this search space: {low:,} to {high:,} MACs "
+                f"({low / 1e6:.2f}M to {high / 1e6:.2f}M) at image_size={self.image_size}, "
+                f"width_multiplier={self.width_multiplier:g}, num_classes={self.num_classes}")
+
+    def check_target(self, target_macs: float) -> None:
+        """Raises TargetError (printing the feasible range) when no child can reach the target."""
+        low, high = self.feasible_range()
+        if not low <= target_macs <= high:
+            where = "below the smallest" if target_macs < low else "above the largest"
+            raise TargetError(f"target_flops={target_macs:,.0f} is {where} child network: "
+                              f"{self.describe()}")

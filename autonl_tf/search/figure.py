@@ -1,0 +1,120 @@
+"""The search figure (matplotlib, Agg backend): cost vs step, and the searched network.
+
+Top: expected MACs of the supernet's current child at every recorded step, against the target
+(with a +-5% band) and the feasible range; the cost-free warm-up is shaded.
+Bottom: the child block by block: box width ~ kernel size, box height ~ expansion, colour =
+stage; a dashed empty box is a skipped block; a diamond above a block is a LightNL (label
+ratio/stride, filled for stride 1, hollow for stride 2); 'SE' marks squeeze-and-excitation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only
+
+from matplotlib import patches  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+
+__all__ = ["render_search_figure"]
+
+_STAGE_COLOURS = ("#9e9e9e", "#4e79a7", "#59a14f", "#f28e2b", "#e15759", "#b07aa1", "#76b7b2",
+                  "#edc948", "#ff9da7", "#9c755f")
+
+
+def _plot_cost(ax, summary: Mapping, history: Sequence[Mapping], warmup_steps: int,
+               total_steps: int | None) -> None:
+    target = summary.get("target_macs")
+    low, high = summary["feasible_range"]
+    steps = [row["step"] for row in history]
+    macs = [row["expected_macs"] / 1e6 for row in history]
+    if steps:
+        ax.step(steps, macs, where="post", color="#1f77b4", lw=1.6, label="expected MACs")
+    ax.plot([summary["step"]], [summary["macs"] / 1e6], "o", color="#1f77b4", ms=7,
+            label=f"final child {summary['macs'] / 1e6:.3f}M")
+    if target:
+        ax.axhline(target / 1e6, color="#d62728", ls="--", lw=1.2,
+                   label=f"target {target / 1e6:.3f}M")
+        ax.axhspan(0.95 * target / 1e6, 1.05 * target / 1e6, color="#d62728", alpha=0.08,
+                   label="target +-5%")
+    ax.axhline(high / 1e6, color="#7f7f7f", ls=":", lw=1)
+    ax.axhline(low / 1e6, color="#7f7f7f", ls=":", lw=1, label="feasible range")
+    if warmup_steps > 0:
+        ax.axvspan(0, warmup_steps, color="#bbbbbb", alpha=0.3, label="warm-up (no cost term)")
+    right = max([total_steps or 0, summary["step"], *steps, 1])
+    ax.set_xlim(0, right)
+    ax.set_xlabel("step")
+    ax.set_ylabel("MACs (millions)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
+    ax.grid(alpha=0.3)
+
+
+def _plot_network(ax, summary: Mapping) -> None:
+    blocks = summary["blocks"]
+    max_expand = max(max(b["choices"]["expand_ratios"]) for b in blocks)
+    max_kernel = max(max(b["choices"]["kernel_sizes"]) for b in blocks)
+    previous_stage = None
+    for x, block in enumerate(blocks):
+        colour = _STAGE_COLOURS[block["stage"] % len(_STAGE_COLOURS)]
+        width = 0.35 + 0.5 * block["kernel_size"] / max_kernel
+        height = 0.3 + 0.9 * block["expand_ratio"] / max_expand
+        if block["stage"] != previous_stage:
+            ax.axvline(x - 0.5, color="#cccccc", lw=0.8)
+            label = f"{block['output_filters']} ch"
+            if block["stride"] == 2:
+                label += ", /2"
+            ax.text(x - 0.45, -0.95, label, fontsize=7, ha="left", va="top", color=colour)
+            previous_stage = block["stage"]
+        if not block["keep"]:
+            ax.add_patch(patches.Rectangle((x - 0.35, 0), 0.7, 0.5, fill=False, ls="--",
+                                           ec="#999999"))
+            ax.text(x, -0.15, "skip", ha="center", va="top", fontsize=7, color="#999999")
+            continue
+        ax.add_patch(patches.Rectangle((x - width / 2, 0), width, height, fc=colour, ec="black",
+                                       lw=0.6, alpha=0.9 if block["searchable"] else 0.45))
+        ax.text(x, -0.15, f"k{block['kernel_size']}\ne{block['expand_ratio']}", ha="center",
+                va="top", fontsize=7)
+        if block["se_ratio"]:
+            ax.text(x, height / 2, "SE", ha="center", va="center", fontsize=6, color="white")
+        if block["lightnl_ratio"]:
+            ratio = block["lightnl_ratio"]
+            text = f"1/{round(1 / ratio)}" if abs(1 / ratio - round(1 / ratio)) < 1e-6 \
+                else f"{ratio:g}"
+            stride = block["lightnl_stride"]
+            ax.plot([x], [height + 0.28], marker="D", ms=8, color="#d62728",
+                    mfc="#d62728" if stride == 1 else "white")
+            ax.text(x, height + 0.5, f"{text}\ns{stride}", ha="center", va="bottom", fontsize=6,
+                    color="#d62728")
+    ax.set_xlim(-0.7, len(blocks) - 0.3)
+    ax.set_ylim(-1.2, 2.4)
+    ax.set_xticks(range(len(blocks)))
+    ax.set_xticklabels([str(b["index"]) for b in blocks], fontsize=7)
+    ax.set_yticks([])
+    ax.set_xlabel("block (width ~ kernel, height ~ expansion, diamond = LightNL ratio/stride)")
+    for spine in ("top", "right", "left"):
+        ax.spines[spine].set_visible(False)
+
+
+def render_search_figure(summary: Mapping, history: Sequence[Mapping], warmup_steps: int = 0,
+                         total_steps: int | None = None) -> bytes:
+    """PNG bytes of the search figure for a `autonl_tf.search.report.search_summary` dict."""
+    from autonl_tf.search.report import figure_bytes
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 7.5),
+                                      gridspec_kw={"height_ratios": [1.1, 1.0]})
+    try:
+        _plot_cost(top, summary, history, warmup_steps, total_steps)
+        target = summary.get("target_macs")
+        title = (f"AutoNL search, step {summary['step']}: {summary['macs'] / 1e6:.3f}M MACs, "
+                 f"{summary['params'] / 1e6:.3f}M params")
+        if target:
+            title += (f" (target {target / 1e6:.3f}M, "
+                      f"{100 * summary['relative_error']:+.2f}%)")
+        top.set_title(title, fontsize=10)
+        _plot_network(bottom, summary)
+        fig.tight_layout()
+        return figure_bytes(fig)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,143 @@
+"""What a search leaves in its model dir: arch.txt, search_summary.json, history, figure.
+
+* ``arch.txt``: the decoded child in the codec's format (``train_main.py --arch=<this file>``).
+* ``search_summary.json``: per-block decisions, threshold values and scores, per-block and total
+  MACs/params of the child (the profiler's numbers), target, feasible range.
+* ``search_history.json``: (step, expected MACs, cross-entropy, ...) rows; lets a resumed search
+  continue the curve.
+* ``search.png``: cost vs step against the target, and the child drawn block by block.
+
+Files are written atomically (temporary file + rename) through `tf.io.gfile`, so the model dir
+may be a GCS bucket.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from autonl_tf.search import decode
+from autonl_tf.search.layers import SuperMBConvBlock
+from autonl_tf.search.space import BlockDecision
+from autonl_tf.search.supernet import Supernet, gate_names
+
+__all__ = ["ARCH_FILE", "FIGURE_FILE", "HISTORY_FILE", "SUMMARY_FILE", "read_history",
+           "search_summary", "write_atomic", "write_search_outputs"]
+
+ARCH_FILE = "arch.txt"
+SUMMARY_FILE = "search_summary.json"
+HISTORY_FILE = "search_history.json"
+FIGURE_FILE = "search.png"
+
+
+def write_atomic(path: str, data: str | bytes) -> None:
+    """Writes a whole file so that readers never see a partial one."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(temporary, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def read_history(model_dir: str, up_to_step: int | None = None) -> list[dict]:
+    """The recorded history rows (those at or before ``up_to_step``), [] when there is none."""
+    path = os.path.join(model_dir, HISTORY_FILE)
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as f:
+        rows = json.load(f).get("rows", [])
+    return [r for r in rows if up_to_step is None or r["step"] <= up_to_step]
+
+
+def _block_rows(supernet: Supernet, decisions: Sequence[BlockDecision]) -> list[dict]:
+    profile = supernet.search_cost.profile(decisions)
+    child_costs = iter(profile.blocks)
+    thresholds = {name: float(np.asarray(v)) for name, v in supernet.threshold_values().items()}
+    rows = []
+    for block, layer, decision in zip(supernet.space.blocks, supernet.search_blocks, decisions,
+                                      strict=True):
+        cost = next(child_costs) if decision.keep else None
+        row = {
+            "index": block.index, "stage": block.stage, "position": block.position,
+            "input_filters": block.input_filters, "output_filters": block.output_filters,
+            "stride": block.stride, "se_ratio": block.se_ratio, "searchable": block.searchable,
+            "keep": decision.keep, "kernel_size": decision.kernel_size,
+            "expand_ratio": decision.expand_ratio, "lightnl_ratio": decision.lightnl_ratio,
+            "lightnl_stride": decision.lightnl_stride if decision.lightnl_ratio else None,
+            "label": decision.label(),
+            "choices": {"kernel_sizes": list(block.kernel_sizes),
+                        "expand_ratios": list(block.expand_ratios),
+                        "skippable": block.skippable,
+                        "lightnl_ratios": list(block.lightnl_ratios),
+                        "lightnl_strides": list(block.lightnl_strides)},
+            "macs": cost.macs if cost else 0,
+            "params": cost.params if cost else 0,
+            "lightnl_macs": cost.nonlocal_macs if cost else 0,
+        }
+        if isinstance(layer, SuperMBConvBlock):
+            scores = layer.scores()
+            flat_scores = ([scores["keep"]] if block.skippable else []) + scores["kernel"] + \
+                scores["expand"]
+            names = [name for name, _, _ in gate_names(block)]
+            row["thresholds"] = {name.split("/", 1)[1]: thresholds[name] for name in names}
+            # LightNL indicators compare the constant score 1 with their thresholds.
+            row["scores"] = {name.split("/", 1)[1]: float(np.asarray(score)) for name, score in
+                             zip(names, flat_scores + [1.0] * (len(names) - len(flat_scores)),
+                                 strict=True)}
+        rows.append(row)
+    return rows
+
+
+def search_summary(supernet: Supernet, step: int, target_macs: float | None = None) -> dict:
+    """A JSON-ready account of the current decisions (see the module docstring)."""
+    decisions = decode.current_decisions(supernet)
+    profile = supernet.search_cost.profile(decisions)
+    low, high = supernet.search_cost.feasible_range()
+    summary = {
+        "step": int(step),
+        "arch": decode.arch_text(supernet, decisions).splitlines(),
+        "macs": int(profile.macs),
+        "params": int(profile.params),
+        "expected_macs": int(supernet.search_cost.macs(decisions)),
+        "target_macs": float(target_macs) if target_macs else None,
+        "relative_error": ((profile.macs - target_macs) / target_macs) if target_macs else None,
+        "feasible_range": [int(low), int(high)],
+        "image_size": supernet.image_size,
+        "num_classes": supernet.num_classes,
+        "width_multiplier": supernet.width_multiplier,
+        "num_decisions": supernet.space.num_decisions,
+        "blocks": _block_rows(supernet, decisions),
+    }
+    return summary
+
+
+def write_search_outputs(model_dir: str, supernet: Supernet, step: int,
+                         history: Sequence[Mapping[str, float]] = (),
+                         target_macs: float | None = None,
+                         warmup_steps: int = 0, total_steps: int | None = None,
+                         figure: bool = True) -> dict:
+    """Writes arch.txt, search_summary.json, search_history.json and search.png; returns the
+    summary."""
+    tf.io.gfile.makedirs(model_dir)
+    summary = search_summary(supernet, step, target_macs)
+    write_atomic(os.path.join(model_dir, ARCH_FILE), "\n".join(summary["arch"]) + "\n")
+    write_atomic(os.path.join(model_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+    write_atomic(os.path.join(model_dir, HISTORY_FILE),
+                 json.dumps({"rows": [dict(r) for r in history]}) + "\n")
+    if figure:
+        from autonl_tf.search.figure import render_search_figure
+
+        png = render_search_figure(summary, history, warmup_steps=warmup_steps,
+                                   total_steps=total_steps)
+        write_atomic(os.path.join(model_dir, FIGURE_FILE), png)
+    return summary
+
+
+def figure_bytes(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()

@@ -1,0 +1,312 @@
+"""The supernet: the builder's network with a superkernel block per searchable block.
+
+`Supernet` is a `keras.Model` whose ``train_step`` minimises cross-entropy + lambda * cost term
+(`autonl_tf.search.objective`): the network weights with ``self.optimizer``, the indicator
+thresholds with ``self.threshold_optimizer`` (compile(..., threshold_optimizer=...)). It runs
+under any `tf.distribute` strategy (build and compile it under ``strategy.scope()``).
+
+Layer names follow `autonl_tf.models.build_model` (``stem_conv``, ``block_<i>``, ``head_conv``,
+``logits``, ...) so that `autonl_tf.search.decode` can copy weights into the decoded child.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from autonl_tf import cost as profiler
+from autonl_tf.layers.mbconv import CONV_INITIALIZER, MBConvBlock
+from autonl_tf.models.builder import ModelSpec, check_image_size
+from autonl_tf.search.cost import SearchCost
+from autonl_tf.search.layers import SuperMBConvBlock
+from autonl_tf.search.objective import SearchObjective
+from autonl_tf.search.space import SearchBlock, SearchSpace
+
+__all__ = ["Supernet", "gate_names"]
+
+_STEM = ModelSpec.__dataclass_fields__["stem_filters"].default
+_HEAD = ModelSpec.__dataclass_fields__["head_filters"].default
+
+
+def scale_loss_for_distribution(loss: tf.Tensor) -> tf.Tensor:
+    """A replica's share of a mean loss: the optimizers sum the gradients over the replicas."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss / replicas if replicas > 1 else loss
+
+
+def gate_names(block: SearchBlock) -> list[tuple[str, str, int | None]]:
+    """(metric name, gate key, list index) of each indicator of a block, e.g. 'block_03/kernel5'.
+
+    Each name says what the indicator switches on: ``keep``, ``kernel<k>``, ``expand<e>``,
+    ``lightnl``, ``lightnl_ratio<r>``, ``lightnl_stride<s>``.
+    """
+    prefix = f"block_{block.index:02d}/"
+    names = [(prefix + "keep", "keep", None)] if block.skippable else []
+    names += [(prefix + f"kernel{k}", "kernel", j) for j, k in enumerate(block.kernel_sizes[1:])]
+    names += [(prefix + f"expand{e}", "expand", j) for j, e in enumerate(block.expand_ratios[1:])]
+    if block.has_lightnl:
+        names.append((prefix + "lightnl", "lightnl", None))
+        names += [(prefix + f"lightnl_ratio{r:g}", "lightnl_ratio", j)
+                  for j, r in enumerate(block.lightnl_ratios[1:])]
+        names += [(prefix + f"lightnl_stride{s}", "lightnl_stride", j)
+                  for j, s in enumerate(block.lightnl_strides[1:])]
+    return names
+
+
+class Supernet(keras.Model):
+    """All children of a `SearchSpace` in one network. Input [batch, S, S, 3] -> [batch, classes].
+
+    Args:
+      space: the unrolled search space.
+      num_classes, image_size, width_multiplier, dropout_rate, bn_momentum, bn_epsilon,
+        depth_divisor: as `autonl_tf.models.build_model` (the child is built with the same).
+      temperature: of the indicators' sigmoid gradient.
+      score_gradient: see `SuperMBConvBlock` (default off: thresholds alone move decisions).
+      objective: the search loss; None = cross-entropy only (lambda = 0).
+      log_indicators: ``train_step``/``test_step`` logs include every indicator as
+        ``indicator/block_<i>/<decision>`` (0/1). The search program turns this off and writes
+        them to TensorBoard itself, to keep its console lines short.
+    """
+
+    def __init__(self, space: SearchSpace, *, num_classes: int = 1000, image_size: int = 224,
+                 width_multiplier: float = 1.0, dropout_rate: float = 0.2,
+                 bn_momentum: float = 0.99, bn_epsilon: float = 1e-3, depth_divisor: int = 8,
+                 temperature: float = 1.0, score_gradient: bool = False,
+                 objective: SearchObjective | None = None, log_indicators: bool = True,
+                 name: str = "supernet", **kwargs):
+        # No autocast in the model's own scope: the indicators are computed here from float32
+        # weights, whatever the compute dtype of the blocks.
+        kwargs.setdefault("autocast", False)
+        super().__init__(name=name, **kwargs)
+        check_image_size(image_size)
+        self.space = space
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.width_multiplier = width_multiplier
+        self.dropout_rate = dropout_rate
+        self.depth_divisor = depth_divisor
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self.objective = objective or SearchObjective(cost_loss="log", cost_weight=0.0)
+        self.log_indicators = log_indicators
+        self.search_cost = SearchCost(space, image_size, num_classes, width_multiplier,
+                                      depth_divisor)
+        scaled = lambda f: profiler.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
+        bn = lambda n: keras.layers.BatchNormalization(  # noqa: E731
+            momentum=bn_momentum, epsilon=bn_epsilon, name=n)
+        conv_init = keras.initializers.get(CONV_INITIALIZER)
+        self.stem_conv = keras.layers.Conv2D(scaled(_STEM), 3, strides=2, padding="same",
+                                             use_bias=False, kernel_initializer=conv_init,
+                                             name="stem_conv")
+        self.stem_bn = bn("stem_bn")
+        self.stem_activation = keras.layers.Activation(space.activation, name="stem_activation")
+        self.search_blocks = []
+        for block in space.blocks:
+            c_in, c_out = scaled(block.input_filters), scaled(block.output_filters)
+            name_ = f"block_{block.index}"
+            if block.searchable:
+                layer = SuperMBConvBlock(
+                    c_in, c_out, kernel_choices=block.kernel_sizes,
+                    expand_choices=block.expand_ratios, strides=block.stride,
+                    se_ratio=block.se_ratio, skippable=block.skippable,
+                    lightnl_ratios=block.lightnl_ratios, lightnl_strides=block.lightnl_strides,
+                    activation=space.activation, temperature=temperature,
+                    score_gradient=score_gradient, bn_momentum=bn_momentum,
+                    bn_epsilon=bn_epsilon, name=name_)
+            else:
+                (spec,) = space.child_blocks(space.largest())[block.index:block.index + 1]
+                layer = MBConvBlock.from_spec(spec, c_in, c_out, space.activation,
+                                              bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
+                                              name=name_)
+            self.search_blocks.append(layer)
+        self.head_conv = keras.layers.Conv2D(scaled(_HEAD), 1, padding="same", use_bias=False,
+                                             kernel_initializer=conv_init, name="head_conv")
+        self.head_bn = bn("head_bn")
+        self.head_activation = keras.layers.Activation(space.activation, name="head_activation")
+        self.avg_pool = keras.layers.GlobalAveragePooling2D(name="avg_pool")
+        self.top_dropout = (keras.layers.Dropout(dropout_rate, name="top_dropout")
+                            if dropout_rate > 0 else None)
+        self.logits = keras.layers.Dense(
+            num_classes,
+            kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_out", "uniform"),
+            dtype="float32", name="logits")
+        self.threshold_optimizer = None
+        self._trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "cross_entropy", "cost_loss")}
+        self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.build((None, image_size, image_size, 3))
+
+    # -- construction ----------------------------------------------------------------------------
+    def build(self, input_shape):
+        size = self.image_size
+        self.stem_conv.build((None, size, size, 3))
+        size = profiler.same_output_size(size, 2)
+        channels = self.stem_conv.filters
+        self.stem_bn.build((None, size, size, channels))
+        for layer in self.search_blocks:
+            layer.build((None, size, size, channels))
+            size = profiler.same_output_size(size, layer.strides)
+            channels = layer.output_filters
+        self.head_conv.build((None, size, size, channels))
+        self.head_bn.build((None, size, size, self.head_conv.filters))
+        self.logits.build((None, self.head_conv.filters))
+        self.built = True
+
+    @property
+    def searchable_layers(self) -> list[SuperMBConvBlock]:
+        return [layer for layer in self.search_blocks if isinstance(layer, SuperMBConvBlock)]
+
+    @property
+    def threshold_variables(self) -> list:
+        return [t for layer in self.searchable_layers for t in layer.thresholds]
+
+    @property
+    def weight_variables(self) -> list:
+        """Trainable variables other than the thresholds."""
+        thresholds = {id(v) for v in self.threshold_variables}
+        return [v for v in self.trainable_variables if id(v) not in thresholds]
+
+    # -- indicators and cost ---------------------------------------------------------------------
+    def block_gates(self) -> dict[str, dict]:
+        """{block layer name: its 0/1 indicators} for the blocks with decisions."""
+        return {layer.name: layer.gates() for layer in self.searchable_layers}
+
+    def _gate_list(self, gates: dict[str, dict]) -> list[dict | None]:
+        return [gates.get(layer.name) for layer in self.search_blocks]
+
+    def expected_macs(self, gates: dict[str, dict] | None = None,
+                      dtype: tf.DType = tf.float32) -> tf.Tensor:
+        """Expected MACs as a differentiable function of the indicators (a `dtype` scalar).
+
+        With float64 the value is the exact integer MAC count of the current child.
+        """
+        gates = self.block_gates() if gates is None else gates
+        cast = lambda g: tf.cast(g, dtype)  # noqa: E731
+        converted = [None if g is None else {
+            k: ([cast(x) for x in v] if isinstance(v, list) else cast(v)) for k, v in g.items()}
+            for g in self._gate_list(gates)]
+        return tf.convert_to_tensor(self.search_cost.expected_macs(converted), dtype)
+
+    def indicator_values(self, gates: dict[str, dict] | None = None) -> dict:
+        """{'indicator/block_03/kernel5': 0/1 tensor, ...} for every decision of the space."""
+        gates = self.block_gates() if gates is None else gates
+        values = {}
+        for block, block_gates in zip(self.space.blocks, self._gate_list(gates), strict=True):
+            if block_gates is None:
+                continue
+            for name, key, index in gate_names(block):
+                value = block_gates[key] if index is None else block_gates[key][index]
+                values["indicator/" + name] = tf.cast(value, tf.float32)
+        return values
+
+    def threshold_values(self) -> dict:
+        """{'block_03/kernel5': threshold variable, ...}, in `gate_names` order."""
+        values = {}
+        for layer, block in zip(self.search_blocks, self.space.blocks, strict=True):
+            if isinstance(layer, SuperMBConvBlock):
+                for (name, _, _), variable in zip(gate_names(block), layer.thresholds,
+                                                  strict=True):
+                    values[name] = variable
+        return values
+
+    # -- forward ---------------------------------------------------------------------------------
+    def call(self, images, training=None, gates=None):
+        gates = self.block_gates() if gates is None else gates
+        x = self.stem_activation(self.stem_bn(self.stem_conv(images), training=training))
+        for layer in self.search_blocks:
+            if isinstance(layer, SuperMBConvBlock):
+                x = layer(x, gates=gates[layer.name], training=training)
+            else:
+                x = layer(x, training=training)
+        x = self.head_activation(self.head_bn(self.head_conv(x), training=training))
+        x = self.avg_pool(x)
+        if self.top_dropout is not None:
+            x = self.top_dropout(x, training=training)
+        return self.logits(x)
+
+    # -- training --------------------------------------------------------------------------------
+    def compile(self, optimizer="sgd", threshold_optimizer="adam", **kwargs):
+        """As `keras.Model.compile`, plus the optimizer of the thresholds (built here)."""
+        super().compile(optimizer=optimizer, **kwargs)
+        self.threshold_optimizer = keras.optimizers.get(threshold_optimizer)
+        # Built now, outside any tf.function, each on its own variables only.
+        self.optimizer.build(self.weight_variables)
+        self.threshold_optimizer.build(self.threshold_variables)
+
+    @property
+    def metrics(self):
+        return [*self._trackers.values(), self._accuracy]
+
+    def _cross_entropy(self, labels, logits):
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        smoothing = self.objective.label_smoothing
+        if smoothing > 0:
+            onehot = tf.one_hot(labels, self.num_classes, dtype=logits.dtype)
+            onehot = onehot * (1.0 - smoothing) + smoothing / self.num_classes
+            losses = tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
+        else:
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        return tf.reduce_mean(losses)
+
+    def _weight_decay(self) -> tf.Tensor:
+        if self.objective.weight_decay <= 0:
+            return tf.constant(0.0)
+        kernels = [v for v in self.weight_variables
+                   if v.path.endswith("kernel") and len(v.shape) > 1]
+        return self.objective.weight_decay * tf.add_n(
+            [tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in kernels])
+
+    def _unpack(self, data):
+        if isinstance(data, dict):
+            return data["images"], data["labels"]
+        return data[0], data[1]
+
+    def search_losses(self, images, labels, training: bool = True) -> dict:
+        """Forward pass and every loss term (float32 scalars), for ``train_step`` and tests."""
+        gates = self.block_gates()
+        logits = self(images, training=training, gates=gates)
+        cross_entropy = self._cross_entropy(labels, logits)
+        flat = tf.nest.flatten(gates)
+        cost_loss, macs = self.objective.indicator_cost_term(
+            flat, lambda g: self.expected_macs(tf.nest.pack_sequence_as(gates, g)))
+        optimizer = getattr(self, "optimizer", None)
+        step = optimizer.iterations if optimizer is not None else 0
+        cost_weight = self.objective.cost_weight_at(step)
+        loss = cross_entropy + cost_weight * cost_loss + self._weight_decay()
+        return {"loss": loss, "cross_entropy": cross_entropy, "cost_loss": cost_loss,
+                "cost_weight": cost_weight, "expected_macs": macs, "logits": logits,
+                "gates": gates}
+
+    # No AutoGraph: nothing here branches on tensors, and converting this code costs seconds of
+    # tracing (the training driver's tf.function would otherwise convert it).
+    @tf.autograph.experimental.do_not_convert
+    def train_step(self, data):
+        images, labels = self._unpack(data)
+        weights, thresholds = self.weight_variables, self.threshold_variables
+        with tf.GradientTape() as tape:
+            terms = self.search_losses(images, labels, training=True)
+            # Each replica holds 1/num_replicas of the mean; the optimizers sum over replicas.
+            loss = self.optimizer.scale_loss(scale_loss_for_distribution(terms["loss"]))
+        grads = tape.gradient(loss, weights + thresholds)
+        self.optimizer.apply_gradients(zip(grads[:len(weights)], weights, strict=True))
+        self.threshold_optimizer.apply_gradients(
+            zip(grads[len(weights):], thresholds, strict=True))
+        return self._logs(terms, labels)
+
+    @tf.autograph.experimental.do_not_convert
+    def test_step(self, data):
+        images, labels = self._unpack(data)[:2]
+        terms = self.search_losses(images, labels, training=False)
+        return self._logs(terms, labels)
+
+    def _logs(self, terms: dict, labels) -> dict:
+        for name, tracker in self._trackers.items():
+            tracker.update_state(terms[name])
+        self._accuracy.update_state(tf.reshape(labels, [-1]), terms["logits"])
+        logs = {m.name: m.result() for m in self.metrics}
+        logs["expected_macs"] = terms["expected_macs"]
+        logs["cost_weight"] = terms["cost_weight"]
+        if self.log_indicators:
+            logs.update(self.indicator_values(terms["gates"]))
+        return logs

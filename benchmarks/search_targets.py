@@ -1,0 +1,78 @@
+"""Target seeking: short searches aimed at fractions of the largest child's MACs land on them.
+
+Runs the demo search (embedded dataset, 32 px, width 0.25, 'tiny' space) once per target
+fraction through `autonl_tf.search.experiment.search_experiment` -- the program behind
+search_main.py -- and prints target, achieved MACs of the decoded arch.txt and the error.
+Each search's model dir (arch.txt, search_summary.json, search.png) is kept under --output_dir.
+
+    python benchmarks/search_targets.py                       # 60% and 85%, 240 steps each
+    python benchmarks/search_targets.py --fractions=0.5,0.7,0.9 --seeds=0,1 --steps=480
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("fractions", ["0.6", "0.85"], "Targets as fractions of the largest child.")
+flags.DEFINE_list("seeds", ["0"], "Weight-initialisation seeds (one search per seed/target).")
+flags.DEFINE_integer("steps", 240, "Search steps (batch 32).")
+flags.DEFINE_string("output_dir", None, "Where the searches' model dirs go (default: a temp "
+                    "dir).")
+flags.DEFINE_float("tolerance", 0.05, "Relative error counted as on target.")
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    import configs.search as search_config
+    from autonl_tf.search import SearchCost, space_from_config
+    from autonl_tf.search.experiment import search_experiment
+    from autonl_tf.training.config import apply_overrides
+
+    output_dir = FLAGS.output_dir or tempfile.mkdtemp(prefix="search_targets_")
+    base = search_config.get_config("demo")
+    space = space_from_config(base.search_space)
+    low, high = SearchCost(space, base.data.image_size, base.data.num_classes,
+                           base.model.width_multiplier).feasible_range()
+    print(f"feasible range {low:,} - {high:,} MACs (tiny space, {base.data.image_size} px, "
+          f"width {base.model.width_multiplier:g}); {FLAGS.steps} steps per search")
+    rows = []
+    for fraction in (float(f) for f in FLAGS.fractions):
+        for seed in (int(s) for s in FLAGS.seeds):
+            config = search_config.get_config("demo")
+            target = fraction * high
+            apply_overrides(config, {"search.target_flops": target,
+                                     "train.train_steps": FLAGS.steps, "train.seed": seed,
+                                     "train.checkpoint_every_steps": FLAGS.steps,
+                                     "train.log_every_steps": FLAGS.steps})
+            model_dir = os.path.join(output_dir, f"target{fraction:g}_seed{seed}")
+            start = time.time()
+            result = search_experiment(config, model_dir=model_dir,
+                                       strategy=tf.distribute.get_strategy())
+            seconds = time.time() - start
+            summary = result["summary"]
+            error = summary["relative_error"]
+            rows.append({"fraction": fraction, "seed": seed, "target_macs": target,
+                         "macs": summary["macs"], "relative_error": error,
+                         "seconds": seconds, "model_dir": model_dir})
+            print(f"target {fraction:.0%} of largest = {target:,.0f} MACs -> {summary['macs']:,}"
+                  f" MACs ({100 * error:+.2f}%), {seconds:.0f}s, {model_dir}/search.png")
+    hits = sum(abs(r["relative_error"]) <= FLAGS.tolerance for r in rows)
+    print(f"within {FLAGS.tolerance:.0%} of target: {hits}/{len(rows)}")
+    with open(os.path.join(output_dir, "search_targets.json"), "w") as f:
+        json.dump(rows, f, indent=2)
+    return 0 if hits == len(rows) else 1
+
+
+if __name__ == "__main__":
+    app.run(main)

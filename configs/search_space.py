@@ -1,0 +1,70 @@
+"""Search spaces of the AutoNL search (brief section 3), as data.
+
+``get_config(variant)`` returns an `ml_collections.ConfigDict`; `autonl_tf.search.space` turns it
+into the blocks of the supernet and validates it (a bad key is named in the error). Format::
+
+    activation        'swish' (every block gets the `sw` token) or 'relu6'
+    kernel_sizes      depthwise kernel choices, ascending odd sizes, e.g. (3, 5); the smaller
+                      kernels are the centre of the largest one (superkernel)
+    expand_ratios     expansion choices, ascending, e.g. (3, 6); a smaller expansion is the first
+                      channels of the largest one (all >= 2 when there is more than one choice)
+    lightnl_ratios    LightNL channel-ratio choices, ascending, e.g. (0.125, 0.25)
+    lightnl_strides   LightNL key/value stride choices, a subset of (1, 2)
+    stages            list of stages, each a dict with
+        filters       output channels (before the width multiplier)          required
+        repeats       number of blocks                                       required
+        stride        stride of the first block (1 or 2)                     required
+        kernel_sizes, expand_ratios, lightnl_ratios, lightnl_strides
+                      per-stage overrides of the choices above; a single choice = fixed
+        se_ratio      SE ratio of every block (0 = no SE), or a list with one value per block
+        lightnl       whether the blocks may host a LightNL (searched: insert or not), or a
+                      list with one bool per block
+        skip          whether the non-first blocks of the stage may be dropped (default True)
+
+The stem (32 channels) and head (1280 channels) are those of `autonl_tf.models.ModelSpec`: the
+architecture format written by the search has no tokens for them.
+
+Variants: 'autonl' (default; the brief's MobileNetV2-like macro with SE in the last stages),
+'single_path' (the same macro without SE, as in Single-Path NAS) and 'tiny' (two blocks per
+searchable stage; what the tests use).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+VARIANTS = ("autonl", "single_path", "tiny")
+
+
+def _stage(filters, repeats, stride, **overrides):
+    return dict(filters=filters, repeats=repeats, stride=stride, **overrides)
+
+
+def _fixed(filters, stride, kernel, expand, se_ratio=0.0):
+    """A stage of one block with no decisions (kernel, expansion fixed; no LightNL candidate)."""
+    return _stage(filters, 1, stride, kernel_sizes=(kernel,), expand_ratios=(expand,),
+                  se_ratio=se_ratio, lightnl=False, skip=False)
+
+
+def get_config(variant: str = "autonl") -> ml_collections.ConfigDict:
+    if variant not in VARIANTS:
+        raise ValueError(f"search space variant {variant!r}: expected one of {VARIANTS}")
+    se = 0.0 if variant == "single_path" else 0.5
+    repeats = 2 if variant == "tiny" else 4
+    stages = [
+        _fixed(16, 1, kernel=3, expand=1),
+        _stage(24, repeats, 2),
+        _stage(40, repeats, 2),
+        _stage(80, repeats, 2, se_ratio=se),
+        _stage(96, repeats, 1, se_ratio=se),
+        _stage(192, repeats, 2, se_ratio=se),
+        _fixed(320, 1, kernel=3, expand=6, se_ratio=se),
+    ]
+    return ml_collections.ConfigDict(dict(
+        activation="swish",
+        kernel_sizes=(3, 5),
+        expand_ratios=(3, 6),
+        lightnl_ratios=(0.125, 0.25),
+        lightnl_strides=(1, 2),
+        stages=stages,
+    ))

@@ -1,0 +1,90 @@
+"""Searches an AutoNL architecture under a MACs target (brief section 3), on TPU/GPU/CPU.
+
+    python search_main.py --config=search:demo --model_dir=/tmp/search_demo
+    python search_main.py --config=search --target_flops=350e6 --tpu=my-tpu \
+        --data_dir=gs://bucket/imagenet --model_dir=gs://bucket/search --use_bfloat16
+    python train_main.py --config=autonl_s --arch=/tmp/search_demo/arch.txt ...
+
+Rerunning the same command resumes from the last checkpoint in --model_dir. At every checkpoint
+and at the end, --model_dir receives arch.txt (the searched network, for train_main.py --arch),
+search_summary.json, search_history.json and search.png; TensorBoard curves are in train/.
+Config keys can be overridden with --config.<section>.<key>=<value> (see configs/search.py).
+"""
+
+import contextlib
+import os
+import sys
+
+from absl import app, flags
+
+from autonl_tf.training import cli
+from autonl_tf.training import config as config_lib
+
+_CONFIG = config_lib.define_config_flag("config", default="search")
+flags.DEFINE_string("model_dir", None, "Checkpoints, arch.txt, search_summary.json, search.png, "
+                    "TensorBoard logs.")
+flags.DEFINE_float("target_flops", None, "MACs target of the searched network, e.g. 350e6 "
+                   "(config.search.target_flops).")
+flags.DEFINE_string("data_dir", None, "Overrides config.data.data_dir.")
+flags.DEFINE_integer("train_steps", None, "Overrides config.train.train_steps.", lower_bound=1)
+flags.DEFINE_float("train_epochs", None, "Overrides config.train.train_epochs.")
+flags.DEFINE_integer("train_batch_size", None, "Global batch (config.train.batch_size).",
+                     lower_bound=1)
+flags.DEFINE_integer("iterations_per_loop", None,
+                     "Training steps per host call (config.train.steps_per_loop).", lower_bound=1)
+flags.DEFINE_bool("use_bfloat16", None, "mixed_bfloat16 (config.train.use_bfloat16; default: "
+                  "on TPU only).")
+cli.define_strategy_flags()
+flags.mark_flag_as_required("model_dir")
+
+FLAGS = flags.FLAGS
+
+# flag name -> config key it overrides.
+_FLAG_OVERRIDES = {
+    "target_flops": "search.target_flops",
+    "data_dir": "data.data_dir",
+    "train_steps": "train.train_steps",
+    "train_epochs": "train.train_epochs",
+    "train_batch_size": "train.batch_size",
+    "iterations_per_loop": "train.steps_per_loop",
+    "use_bfloat16": "train.use_bfloat16",
+}
+
+
+@contextlib.contextmanager
+def _exit_on_search_errors():
+    """A bad search space or an unreachable target: one line on stderr, exit code 2."""
+    from autonl_tf.search import SearchSpaceError, TargetError
+
+    try:
+        yield
+    except (SearchSpaceError, TargetError) as e:
+        print(f"{os.path.basename(sys.argv[0])}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    with cli.exit_on_user_errors(), _exit_on_search_errors():
+        from autonl_tf.search import experiment
+
+        config = _CONFIG.value
+        config_lib.apply_overrides(config, {key: getattr(FLAGS, name)
+                                            for name, key in _FLAG_OVERRIDES.items()
+                                            if getattr(FLAGS, name) is not None})
+        strategy = cli.strategy_from_flags()
+        result = experiment.search_experiment(config, model_dir=FLAGS.model_dir,
+                                              strategy=strategy)
+    summary = result["summary"]
+    target = summary["target_macs"]
+    versus = (f" (target {target / 1e6:.4g}M, {100 * summary['relative_error']:+.2f}%)"
+              if target else "")
+    print(f"searched to step {result['step']} (started at step {result['initial_step']}): "
+          f"{summary['macs'] / 1e6:.4g}M MACs{versus}, {summary['params'] / 1e6:.4g}M params; "
+          f"architecture {result['arch_file']}")
+    print("".join(line + "\n" for line in summary["arch"]), end="")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,113 @@
+"""search_main.py end to end: outputs, resumption (1 then 2 replicas), bad target, bad space."""
+
+# bazel: size=large timeout=long tags=subprocess
+
+import json
+import os
+import subprocess
+import textwrap
+
+import pytest
+
+import configs.search as search_config
+from autonl_tf.models import resolve_model_spec
+from autonl_tf.search import SearchCost, space_from_config
+from autonl_tf.training.testing import (
+    REPO_ROOT,
+    main_command,
+    small_embedded_overrides,
+    subprocess_env,
+    to_flags,
+)
+
+# A config file of its own: the demo search with two searchable stages (a small graph).
+CONFIG_FILE = textwrap.dedent('''
+    from configs import search
+
+
+    def get_config():
+        config = search.get_config("demo")
+        stages = config.search_space.stages
+        config.search_space.stages = [stages[0], stages[1], stages[2]]
+        {extra}
+        return config
+''')
+
+
+def _write_config(directory, extra: str = "") -> str:
+    path = os.path.join(directory, "search_test.py")
+    with open(path, "w") as f:
+        f.write(CONFIG_FILE.format(extra=extra))
+    return path
+
+
+def _micro_range() -> tuple[int, int]:
+    config = search_config.get_config("demo")
+    stages = config.search_space.stages
+    config.search_space.stages = [stages[0], stages[1], stages[2]]
+    space = space_from_config(config.search_space)
+    return SearchCost(space, 32, 10, 0.25).feasible_range()
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(main_command("search_main.py", *args), cwd=REPO_ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("embedded"))
+
+
+def test_search_writes_outputs_and_resumes_on_two_replicas(tmp_path, data_dir):
+    low, high = _micro_range()
+    target = low + 0.6 * (high - low)
+    model_dir = str(tmp_path / "search")
+    common = [f"--config={_write_config(str(tmp_path))}", f"--model_dir={model_dir}",
+              f"--target_flops={target}", "--train_batch_size=8", "--iterations_per_loop=2",
+              *to_flags({**small_embedded_overrides(data_dir),
+                         "train.checkpoint_every_steps": 2, "train.log_every_steps": 2})]
+    first = _run(*common, "--train_steps=4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "started at step 0" in first.stdout
+    for name in ("arch.txt", "search_summary.json", "search_history.json", "search.png",
+                 "search_config.json", "ckpt-4.index"):
+        assert os.path.exists(os.path.join(model_dir, name)), name
+    assert any(f.startswith("events") for f in os.listdir(os.path.join(model_dir, "train")))
+    with open(os.path.join(model_dir, "search.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # arch.txt is what train_main.py --arch reads; its profiled MACs are the summary's.
+    spec = resolve_model_spec(os.path.join(model_dir, "arch.txt"))
+    with open(os.path.join(model_dir, "search_summary.json")) as f:
+        summary = json.load(f)
+    assert spec.cost(32, 10, 0.25).macs == summary["macs"] == summary["expected_macs"]
+    assert summary["step"] == 4 and summary["target_macs"] == pytest.approx(target)
+    assert summary["feasible_range"] == [low, high]
+    searchable = [b for b in summary["blocks"] if b["searchable"]]
+    assert searchable and all(b["thresholds"] and b["scores"] for b in searchable)
+
+    # Same command, more steps, now on 2 CPU replicas: resumes at step 4 and extends the curve.
+    second = _run(*common, "--train_steps=6", "--num_cpu_replicas=2")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "searched to step 6 (started at step 4)" in second.stdout
+    with open(os.path.join(model_dir, "search_history.json")) as f:
+        steps = [row["step"] for row in json.load(f)["rows"]]
+    assert steps == sorted(steps) and steps[0] == 0 and steps[-1] == 6 and 4 in steps
+
+
+def test_unreachable_target_prints_the_feasible_range(tmp_path):
+    low, high = _micro_range()
+    result = _run(f"--config={_write_config(str(tmp_path))}", f"--model_dir={tmp_path / 'x'}",
+                  f"--target_flops={high * 2}")
+    assert result.returncode == 2
+    assert "above the largest child" in result.stderr
+    assert f"{low:,} to {high:,} MACs" in result.stderr
+
+
+def test_malformed_search_space_names_the_key(tmp_path):
+    config = _write_config(str(tmp_path), extra="config.search_space.stages[1]['stride'] = 3")
+    result = _run(f"--config={config}", f"--model_dir={tmp_path / 'x'}")
+    assert result.returncode == 2
+    assert "stages[1].stride=3" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,134 @@
+"""Search space config and the analytic search cost: validation, exact costs, feasible range."""
+
+import copy
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import configs.search_space as search_space_config
+from autonl_tf import cost as profiler
+from autonl_tf.arch import decode_arch, encode_arch
+from autonl_tf.models import resolve_model_spec
+from autonl_tf.search import (
+    BlockDecision,
+    SearchCost,
+    SearchSpaceError,
+    TargetError,
+    space_from_config,
+)
+
+
+def _space_dict(variant="tiny"):
+    return search_space_config.get_config(variant).to_dict()
+
+
+@pytest.mark.parametrize("variant", search_space_config.VARIANTS)
+def test_variants_parse_into_the_brief_macro(variant):
+    space = space_from_config(search_space_config.get_config(variant))
+    repeats = 2 if variant == "tiny" else 4
+    assert len(space.blocks) == 2 + 5 * repeats
+    first, last = space.blocks[0], space.blocks[-1]
+    assert (first.output_filters, first.expand_ratios, first.kernel_sizes) == (16, (1,), (3,))
+    assert not first.searchable and not last.searchable and last.output_filters == 320
+    # Non-first blocks of a searchable stage may be skipped; first blocks may not.
+    for block in space.searchable_blocks:
+        assert block.skippable == (block.position > 0)
+        assert block.kernel_sizes == (3, 5) and block.expand_ratios == (3, 6)
+        assert block.lightnl_ratios == (0.125, 0.25) and block.lightnl_strides == (2, 1)
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c.pop("stages"), "stages"),
+    (lambda c: c["stages"][2].pop("filters"), "stages[2].filters"),
+    (lambda c: c["stages"][1].update(stride=3), "stages[1].stride"),
+    (lambda c: c["stages"][1].update(kernel_sizes=(3, 4)), "stages[1].kernel_sizes"),
+    (lambda c: c["stages"][1].update(expand_ratios=(1, 6)), "stages[1].expand_ratios"),
+    (lambda c: c["stages"][3].update(se_ratio=[0.5]), "stages[3].se_ratio"),
+    (lambda c: c["stages"][3].update(lightnl="yes"), "stages[3].lightnl"),
+    (lambda c: c["stages"][3].update(colour=1), "stages[3].colour"),
+    (lambda c: c.update(lightnl_strides=(1, 3)), "lightnl_strides"),
+    (lambda c: c.update(lightnl_ratios=(0.0, 0.25)), "lightnl_ratios"),
+    (lambda c: c.update(activation="gelu"), "activation"),
+    (lambda c: c.update(kernels=(3, 5)), "kernels"),
+])
+def test_malformed_space_names_the_key(mutate, key):
+    config = copy.deepcopy(_space_dict())
+    mutate(config)
+    with pytest.raises(SearchSpaceError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        space_from_config(config)
+
+
+def test_per_block_se_and_lightnl_positions():
+    config = _space_dict()
+    config["stages"][1].update(se_ratio=[0.25, 0.0], lightnl=[False, True])
+    space = space_from_config(config)
+    first, second = space.blocks[1], space.blocks[2]
+    assert first.se_ratio == 0.25 and second.se_ratio is None
+    assert not first.has_lightnl and second.has_lightnl
+
+
+def _all_decisions(block):
+    for keep in ([True, False] if block.skippable else [True]):
+        for k, e in itertools.product(block.kernel_sizes, block.expand_ratios):
+            yield BlockDecision(keep, k, e)
+            for r, s in itertools.product(block.lightnl_ratios, block.lightnl_strides):
+                yield BlockDecision(keep, k, e, r, s)
+
+
+@pytest.mark.parametrize("size, width", [(32, 0.25), (96, 0.5), (224, 1.0)])
+def test_expected_cost_is_the_profilers_cost_exactly(size, width):
+    space = space_from_config(_space_dict())
+    search_cost = SearchCost(space, size, 10, width)
+    for seed in range(12):
+        decisions = space.random(seed)
+        spec = resolve_model_spec(encode_arch(space.child_blocks(decisions)))
+        assert spec.blocks == decode_arch(encode_arch(spec.blocks))
+        truth = profiler.model_cost(spec.blocks, size, 10, width)
+        assert search_cost.macs(decisions) == truth.macs
+        assert search_cost.params(decisions) == truth.params
+        # The same arithmetic on float64 tensors (the supernet's path) is exact too.
+        gates = [None if g is None else tf.nest.map_structure(
+            lambda v: tf.constant(v, tf.float64), g) for g in search_cost.gates(decisions)]
+        assert float(search_cost.expected_macs(gates).numpy()) == truth.macs
+
+
+def test_every_single_block_choice_matches_the_profiler():
+    space = space_from_config(_space_dict())
+    search_cost = SearchCost(space, 64, 10, 0.25)
+    base = list(space.largest())
+    reference = search_cost.macs(base)
+    for block in space.searchable_blocks:
+        for decision in _all_decisions(block):
+            decisions = list(base)
+            decisions[block.index] = decision
+            spec = space.child_spec(decisions)
+            assert search_cost.macs(decisions) == spec.cost(64, 10, 0.25).macs
+    assert reference == space.child_spec(base).cost(64, 10, 0.25).macs
+
+
+def test_feasible_range_and_bad_targets():
+    space = space_from_config(_space_dict())
+    search_cost = SearchCost(space, 32, 10, 0.25)
+    low, high = search_cost.feasible_range()
+    assert low == search_cost.macs(space.smallest())
+    assert high == search_cost.macs(space.largest())
+    rng = np.random.default_rng(0)
+    for seed in rng.integers(0, 1000, 20):
+        assert low <= search_cost.macs(space.random(int(seed))) <= high
+    search_cost.check_target((low + high) / 2)
+    for bad in (low - 1, high + 1, 1.0, 1e12):
+        with pytest.raises(TargetError, match=f"feasible range.*{low:,}.*{high:,}"):
+            search_cost.check_target(bad)
+
+
+def test_decisions_outside_the_space_are_rejected():
+    space = space_from_config(_space_dict())
+    decisions = list(space.largest())
+    decisions[1] = BlockDecision(False, 3, 3)  # a first block cannot be skipped
+    with pytest.raises(ValueError, match="cannot be skipped"):
+        space.child_blocks(decisions)
+    decisions[1] = BlockDecision(True, 7, 3)
+    with pytest.raises(ValueError, match="kernel 7"):
+        space.child_blocks(decisions)

@@ -1,0 +1,233 @@
+"""The supernet: exact agreement with the decoded child, gradients, lambda's direction, XLA."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import configs.search_space as search_space_config
+from autonl_tf.models import build_model, resolve_model_spec
+from autonl_tf.search import BlockDecision, SearchObjective, Supernet, space_from_config
+from autonl_tf.search.decode import (
+    arch_text,
+    copy_weights_to_child,
+    current_decisions,
+    set_decisions,
+)
+
+WIDTH = 0.25
+CLASSES = 10
+
+
+def tiny_space():
+    return space_from_config(search_space_config.get_config("tiny"))
+
+
+def micro_space():
+    """Two searchable stages of two blocks: small graphs for the training tests."""
+    config = search_space_config.get_config("tiny").to_dict()
+    config["stages"] = [config["stages"][0], config["stages"][1], config["stages"][2]]
+    return space_from_config(config)
+
+
+def randomise_state(model: keras.Model, seed: int = 0) -> None:
+    """Non-trivial BN statistics/affines and LightNL gammas, so that nothing passes by zeros."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        leaf = variable.path.split("/")[-1]
+        if leaf == "gamma":
+            variable.assign(rng.uniform(0.5, 1.5, variable.shape))
+        elif leaf in ("beta", "moving_mean"):
+            variable.assign(rng.normal(0.0, 0.3, variable.shape))
+        elif leaf == "moving_variance":
+            variable.assign(rng.uniform(0.5, 2.0, variable.shape))
+
+
+def covering_decisions(space):
+    """Decision sets that together take every choice: skip, k3/k5, e3/e6, LightNL off/1/8/1/4,
+    stride 1/2 (plus random ones)."""
+    settings = [space.largest(), space.smallest()]
+    patterns = [(True, 3, 6, 0.125, 2), (False, 5, 3, None, 1), (True, 5, 3, 0.25, 2),
+                (True, 3, 3, 0.125, 1), (True, 5, 6, None, 1)]
+    for shift in range(2):
+        decisions = []
+        for block in space.blocks:
+            if not block.searchable:
+                decisions.append(block.largest())
+                continue
+            keep, k, e, r, s = patterns[(block.index + shift) % len(patterns)]
+            decisions.append(BlockDecision(keep or not block.skippable, k, e, r, s))
+        settings.append(tuple(decisions))
+    settings += [space.random(seed) for seed in (3, 11)]
+    return settings
+
+
+@pytest.mark.parametrize("image_size", [64, 96])  # 96 px: the last stage is 3x3 (odd size)
+def test_child_from_arch_file_matches_supernet_exactly(tmp_path, image_size):
+    space = tiny_space()
+    supernet = Supernet(space, num_classes=CLASSES, image_size=image_size,
+                        width_multiplier=WIDTH)
+    randomise_state(supernet)
+    images = np.random.default_rng(1).normal(size=(2, image_size, image_size, 3)).astype(
+        np.float32)
+    for number, decisions in enumerate(covering_decisions(space)):
+        set_decisions(supernet, decisions)
+        assert current_decisions(supernet) == tuple(decisions)
+        path = tmp_path / f"arch_{image_size}_{number}.txt"
+        path.write_text(arch_text(supernet))
+        spec = resolve_model_spec(str(path))
+        child = build_model(spec, num_classes=CLASSES, image_size=image_size,
+                            width_multiplier=WIDTH)
+        copy_weights_to_child(supernet, child, decisions)
+        expected = child(images, training=False).numpy()
+        actual = supernet(images, training=False).numpy()
+        np.testing.assert_allclose(actual, expected, rtol=1e-5,
+                                   atol=1e-5 * np.abs(expected).max())
+        # The profiler's count of the child IS the supernet's expected cost (integers).
+        child_macs = spec.cost(image_size, CLASSES, WIDTH).macs
+        assert int(supernet.expected_macs(dtype=tf.float64).numpy()) == child_macs
+        assert float(supernet.expected_macs(dtype=tf.float64).numpy()) == child_macs
+        assert abs(float(supernet.expected_macs()) - child_macs) <= 1e-6 * child_macs
+
+
+def test_a_skipped_block_is_the_identity():
+    space = micro_space()
+    supernet = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH)
+    randomise_state(supernet)
+    decisions = list(space.largest())
+    skippable = next(b for b in space.blocks if b.skippable)
+    decisions[skippable.index] = BlockDecision(False, 5, 6, 0.25, 1)
+    set_decisions(supernet, decisions)
+    layer = supernet.search_blocks[skippable.index]
+    x = tf.random.normal((2, 16, 16, layer.input_filters))
+    np.testing.assert_array_equal(layer(x, gates=layer.gates(), training=False).numpy(),
+                                  x.numpy())
+
+
+def _supernet(space, lam, target_fraction=0.5, image_size=32, loss="target"):
+    probe = Supernet(space, num_classes=CLASSES, image_size=image_size, width_multiplier=WIDTH)
+    low, high = probe.search_cost.feasible_range()
+    objective = SearchObjective(target_macs=low + target_fraction * (high - low),
+                                cost_weight=lam, cost_loss=loss)
+    return Supernet(space, num_classes=CLASSES, image_size=image_size, width_multiplier=WIDTH,
+                    objective=objective)
+
+
+def test_every_threshold_gets_a_gradient():
+    # 64 px: every LightNL sees at least 2x2 positions, so stride 1 and 2 differ.
+    supernet = _supernet(tiny_space(), lam=1.0, image_size=64)
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, 64, 64, 3)).astype(np.float32)
+    labels = rng.integers(0, CLASSES, 4)
+    with tf.GradientTape() as tape:
+        loss = supernet.search_losses(images, labels)["loss"]
+    names = list(supernet.threshold_values())
+    grads = tape.gradient(loss, supernet.threshold_variables)
+    assert len(grads) == len(names) == supernet.space.num_decisions
+    zero = [n for n, g in zip(names, grads, strict=True) if g is None or float(g) == 0.0]
+    assert not zero, f"thresholds without gradient: {zero}"
+
+
+def _learnable_batches(size, batch=32, seed=0):
+    """Class = which quadrant is bright: easy, so the cross-entropy gradient means something."""
+    rng = np.random.default_rng(seed)
+    while True:
+        labels = rng.integers(0, 4, batch)
+        images = rng.normal(0, 0.3, (batch, size, size, 3)).astype(np.float32)
+        half = size // 2
+        for i, label in enumerate(labels):
+            r, c = divmod(int(label), 2)
+            images[i, r * half:(r + 1) * half, c * half:(c + 1) * half] += 1.5
+        yield images, labels
+
+
+def _threshold_shift(lam, steps=12):
+    keras.utils.set_random_seed(0)
+    supernet = _supernet(micro_space(), lam=lam, target_fraction=0.05)
+    supernet.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.optimizers.Adam(0.1))
+    before = np.array([float(v) for v in supernet.threshold_variables])
+    batches = _learnable_batches(32)
+    for _ in range(steps):
+        logs = supernet.train_on_batch(*next(batches), return_dict=True)
+    after = np.array([float(v) for v in supernet.threshold_variables])
+    return after - before, logs
+
+
+def test_lambda_zero_and_huge_lambda_move_decisions_in_opposite_directions():
+    free, free_logs = _threshold_shift(lam=0.0)
+    costly, costly_logs = _threshold_shift(lam=1e4)
+    # Huge lambda: every threshold rises (indicators switch off, the child shrinks).
+    assert (costly > 0).all(), costly
+    assert costly_logs["expected_macs"] < free_logs["expected_macs"]
+    # Lambda 0: the cross-entropy alone keeps the useful parts, thresholds fall on average.
+    assert free.mean() < 0 < costly.mean(), (free, costly)
+    assert free_logs["cost_weight"] == 0.0
+
+
+def test_cost_term_is_off_during_warmup():
+    space = micro_space()
+    probe = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH)
+    low, high = probe.search_cost.feasible_range()
+    objective = SearchObjective(target_macs=low, cost_weight=10.0, warmup_steps=3)
+    assert float(objective.cost_weight_at(2)) == 0.0
+    assert float(objective.cost_weight_at(3)) == 10.0
+
+
+@pytest.mark.parametrize("loss", ["target", "target_squared", "hinge", "log"])
+def test_cost_terms_push_down_above_the_target(loss):
+    space = micro_space()
+    supernet = _supernet(space, lam=1.0, target_fraction=0.3, loss=loss)
+    with tf.GradientTape() as tape:
+        gates = supernet.block_gates()
+        flat = tf.nest.flatten(gates)
+        term, macs = supernet.objective.indicator_cost_term(
+            flat, lambda g: supernet.expected_macs(tf.nest.pack_sequence_as(gates, g)))
+    grads = tape.gradient(term, supernet.threshold_variables)
+    # Above the target, raising any threshold (switching something off) lowers the cost term.
+    assert all(float(g) < 0 for g in grads)
+    assert float(macs) == supernet.search_cost.feasible_range()[1]
+
+
+def test_train_step_compiles_with_xla():
+    supernet = _supernet(micro_space(), lam=5.0)
+    supernet.compile(keras.optimizers.SGD(0.01), keras.optimizers.Adam(0.01), jit_compile=True)
+    images, labels = next(_learnable_batches(32, batch=8))
+    logs = supernet.train_on_batch(images, labels, return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["expected_macs"] > 0
+    assert any(name.startswith("indicator/") for name in logs)
+
+
+def test_mixed_bfloat16_supernet_decides_like_float32():
+    space = micro_space()
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        supernet = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    set_decisions(supernet, space.random(5))
+    logits = supernet(np.zeros((2, 32, 32, 3), np.float32), training=False)
+    assert logits.dtype == tf.float32
+    assert current_decisions(supernet) == space.random(5)
+    assert all(v.dtype == "float32" for v in supernet.threshold_variables)
+
+
+@pytest.mark.parametrize("fraction", [0.6, 0.85])
+def test_short_search_lands_on_its_target(fraction):
+    """The cost term alone brings the decoded child within 5% of the target (a 150-step search;
+    benchmarks/search_targets.py runs the full demo search on the embedded dataset)."""
+    keras.utils.set_random_seed(0)
+    space = tiny_space()
+    probe = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH)
+    target = fraction * probe.search_cost.feasible_range()[1]
+    steps = 150
+    supernet = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH,
+                        objective=SearchObjective(target_macs=target, cost_weight=5.0,
+                                                  warmup_steps=steps // 20))
+    supernet.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                     keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.05, steps)))
+    batches = _learnable_batches(32, batch=16)
+    for _ in range(steps):
+        supernet.train_on_batch(*next(batches))
+    achieved = supernet.search_cost.macs(current_decisions(supernet))
+    assert abs(achieved - target) <= 0.05 * target, (achieved, target)
