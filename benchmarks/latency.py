@@ -13,12 +13,12 @@ from __future__ import annotations
 import statistics
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 from absl import app, flags
 
 import autonl_tf  # noqa: F401  (quiet TensorFlow logs)
-import keras
-import tensorflow as tf
 from autonl_tf.graph_profile import graph_profiler_macs
 from autonl_tf.models import build_model, resolve_model_spec
 
