@@ -33,10 +33,13 @@ flags.DEFINE_integer("search_steps", None, "Search steps (default: the search:de
 flags.DEFINE_integer("train_steps", None, "Retraining steps (default: the demo config).")
 flags.DEFINE_string("tflite", "float32,int8", "TFLite modes to export and verify.")
 flags.DEFINE_integer("latency_runs", 50, "Batch-1 LiteRT runs per TFLite model for the summary.")
+flags.DEFINE_float("require_target_within", None, "Fail unless the searched MACs are within this "
+                   "relative distance of the target (CI: 0.05).")
+flags.DEFINE_float("require_top1", None, "Fail unless the retrained top-1 reaches this (CI).")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE_SEARCH_STEPS = 160
-SMOKE_TRAIN_STEPS = 800
+SMOKE_SEARCH_STEPS = 240
+SMOKE_TRAIN_STEPS = 1200
 
 
 class StageError(RuntimeError):
@@ -112,6 +115,22 @@ def read_json(path: str):
         return json.load(f)
 
 
+def check_requirements(workdir: str, target: float, within: float | None,
+                       min_top1: float | None) -> list[str]:
+    """The acceptance checks CI asks for; returns the failures (empty: all hold)."""
+    failures = []
+    if within is not None:
+        macs = read_json(os.path.join(workdir, "search", "search_summary.json"))["macs"]
+        if abs(macs - target) > within * target:
+            failures.append(f"searched MACs {macs} are not within {within:.0%} of the target "
+                            f"{target:.0f}")
+    if min_top1 is not None:
+        top1 = read_json(os.path.join(workdir, "train", "eval_results.json"))[-1]["top1"]
+        if top1 < min_top1:
+            failures.append(f"top-1 {top1:.3f} is below the required {min_top1:.3f}")
+    return failures
+
+
 def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: int) -> str:
     """The closing summary: architecture, MACs/params vs target, accuracy, latency, artefacts."""
     search_dir, train_dir, export_dir = (os.path.join(workdir, d) for d in ("search", "train", "export"))
@@ -126,22 +145,21 @@ def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: in
     lines = ["", "=" * 78, "AutoNL pipeline summary", "=" * 78,
              f"searched architecture ({len(arch_lines)} blocks, {arch_path}):"]
     lines += [f"  {line}" for line in arch_lines]
-    lines.append(f"MACs {macs / 1e6:.2f}M vs target {target / 1e6:.2f}M "
-                 f"({100 * (macs - target) / target:+.1f}%), params {params / 1e6:.3f}M")
+    lines.append(f"MACs {macs / 1e6:.4f}M vs target {target / 1e6:.4f}M "
+                 f"({100 * (macs - target) / target:+.2f}%), params {params / 1e6:.4f}M")
     lines.append(f"accuracy ({last['num_images']} eval images, {'EMA' if last.get('ema') else 'raw'}"
                  f" weights, step {last['step']}): top-1 {100 * last['top1']:.1f}%, "
                  f"top-5 {100 * last['top5']:.1f}% (chance {100 / num_classes:.1f}%)")
-    for card_path in sorted(glob.glob(os.path.join(export_dir, "*.json"))):
-        card = read_json(card_path)
-        tflite = card_path[:-len(".json")] + ".tflite"
-        if not os.path.exists(tflite):
-            continue
-        agreement = card.get("verification", {})
+    export_card = read_json(os.path.join(export_dir, "export_card.json"))
+    for mode, entry in export_card.get("tflite", {}).items():
+        tflite = os.path.join(export_dir, entry["file"])
+        agreement = (export_card.get("verification", {}).get("tflite") or {}).get(mode) or {}
         latency = tflite_latency_ms(tflite, latency_runs)
         lines.append(
-            f"TFLite {os.path.basename(tflite)}: {os.path.getsize(tflite) / 1024:.0f} KiB, "
-            f"batch-1 latency {latency:.2f} ms (LiteRT, 2 threads), top-1 agreement with TF "
-            f"{100 * agreement.get('top1_agreement', float('nan')):.1f}%")
+            f"TFLite {mode:<8} {os.path.getsize(tflite) / 1024:6.0f} KiB, batch-1 latency "
+            f"{latency:.2f} ms (LiteRT, 2 threads), top-1 agreement with TensorFlow "
+            f"{100 * agreement.get('top1_agreement', float('nan')):.1f}% on "
+            f"{agreement.get('num_images', 0)} eval images")
     lines.append("artefacts:")
     for label, path in (
             ("search figure", os.path.join(search_dir, "search.png")),
@@ -200,6 +218,10 @@ def main(argv):
     except StageError as e:
         sys.exit(f"error: {e}")
     print(summarize(workdir, target, stages, FLAGS.latency_runs), flush=True)
+    failures = check_requirements(workdir, target, FLAGS.require_target_within,
+                                  FLAGS.require_top1)
+    if failures:
+        sys.exit("error: " + "; ".join(failures))
 
 
 def run() -> None:
