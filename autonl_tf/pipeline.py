@@ -28,14 +28,15 @@ flags.DEFINE_float("target_flops", None, "MACs target of the search (default: --
                    "of the largest network of the demo search space).")
 flags.DEFINE_float("target_fraction", 0.7, "Default target as a fraction of the largest child.",
                    lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_bool("smoke", False, "Reduced sizes for CI: fewer search and training steps.")
+flags.DEFINE_bool("smoke", False, "Reduced size for CI: half the search steps.")
 flags.DEFINE_integer("search_steps", None, "Search steps (default: the search:demo config).")
 flags.DEFINE_integer("train_steps", None, "Retraining steps (default: the demo config).")
-flags.DEFINE_string("tflite", "float32,int8", "TFLite modes to export and verify.")
-# Full-integer int8 of LightNL networks is lossy (the q k^T v products have a wide dynamic range):
-# on the small demo models its top-1 agreement with TensorFlow ranges 60-95% depending on how far
-# training got (float32 agrees 100%). The summary reports the measured agreement either way.
-flags.DEFINE_float("min_top1_agreement", 0.5, "Export fails if a TFLite model agrees with "
+# Dynamic-range int8 (int8 weights) by default: full-integer int8 of LightNL networks is not
+# reliable yet -- its top-1 agreement with TensorFlow on the demo networks measured anywhere from
+# 6% to 92% (the q k^T v products have a wide dynamic range), while float32 and dynamic-range int8
+# agree on 100%. `--tflite=float32,int8` still exports (and verifies) the full-integer model.
+flags.DEFINE_string("tflite", "float32,dynamic_int8", "TFLite modes to export and verify.")
+flags.DEFINE_float("min_top1_agreement", 0.9, "Export fails if a TFLite model agrees with "
                    "TensorFlow on fewer eval images than this (see autonl_tf.export).")
 flags.DEFINE_integer("latency_runs", 50, "Batch-1 LiteRT runs per TFLite model for the summary.")
 flags.DEFINE_float("require_target_within", None, "Fail unless the searched MACs are within this "
@@ -44,7 +45,6 @@ flags.DEFINE_float("require_top1", None, "Fail unless the retrained top-1 reache
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE_SEARCH_STEPS = 240
-SMOKE_TRAIN_STEPS = 1200
 
 
 class StageError(RuntimeError):
@@ -196,7 +196,9 @@ def main(argv):
     print(f"search target: {target / 1e6:.3f}M MACs (feasible {low / 1e6:.3f}M..{high / 1e6:.3f}M "
           f"at {setting.image_size}px, width x{setting.width_multiplier:g})", flush=True)
     search_steps = FLAGS.search_steps or (SMOKE_SEARCH_STEPS if FLAGS.smoke else None)
-    train_steps = FLAGS.train_steps or (SMOKE_TRAIN_STEPS if FLAGS.smoke else None)
+    # Smoke size shortens the search only: retraining is already short, and a less trained
+    # network makes the int8 verification less meaningful.
+    train_steps = FLAGS.train_steps
     search_dir, train_dir, export_dir = (os.path.join(workdir, d) for d in ("search", "train", "export"))
     search = [python, "search_main.py", "--config=search:demo", f"--model_dir={search_dir}",
               f"--target_flops={target:.0f}"]
