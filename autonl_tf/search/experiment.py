@@ -241,11 +241,7 @@ def search_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
     """
     resolved, space = resolve_search_config(config)
     train = resolved.train
-    strategy_lib.per_replica_batch_size(train.batch_size, strategy, "train batch size")
-    bfloat16 = recipe.use_bfloat16(resolved, strategy)
-    jit_compile = strategy_lib.resolve_jit_compile(train.jit_compile, strategy)
-    train.use_bfloat16 = bfloat16
-    train.jit_compile = str(jit_compile).lower()
+    bfloat16, jit_compile = recipe.resolve_execution(resolved, strategy)
     chief = strategy_lib.is_chief(strategy)
     _check_model_dir(model_dir, resolved)
     if chief:

@@ -76,13 +76,9 @@ def train_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
         raise ValueError(f"mode must be 'train' or 'train_and_eval', got {mode!r}")
     resolved = recipe.resolve_experiment(config)
     train = resolved.train
-    strategy_lib.per_replica_batch_size(train.batch_size, strategy, "train batch size")
+    bfloat16, jit_compile = recipe.resolve_execution(resolved, strategy)
     if mode == "train_and_eval":
         strategy_lib.per_replica_batch_size(resolved.eval.batch_size, strategy, "eval batch size")
-    bfloat16 = recipe.use_bfloat16(resolved, strategy)
-    jit_compile = strategy_lib.resolve_jit_compile(train.jit_compile, strategy)
-    train.use_bfloat16 = bfloat16
-    train.jit_compile = str(jit_compile).lower()
     chief = strategy_lib.is_chief(strategy)
 
     _check_model_dir(model_dir, resolved)

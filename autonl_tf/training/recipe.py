@@ -133,6 +133,22 @@ def use_bfloat16(config: ml_collections.ConfigDict, strategy: tf.distribute.Stra
     return bool(config.train.use_bfloat16)
 
 
+def resolve_execution(config: ml_collections.ConfigDict,
+                      strategy: tf.distribute.Strategy) -> tuple[bool, bool]:
+    """Settles ``train.use_bfloat16`` and ``train.jit_compile`` for ``strategy``, in place.
+
+    Checks that the training batch splits over the replicas; returns (bfloat16, jit_compile).
+    Training and the search both run through this, so their saved configs record the same.
+    """
+    train = config.train
+    strategy_lib.per_replica_batch_size(train.batch_size, strategy, "train batch size")
+    bfloat16 = use_bfloat16(config, strategy)
+    jit_compile = strategy_lib.resolve_jit_compile(train.jit_compile, strategy)
+    train.use_bfloat16 = bfloat16
+    train.jit_compile = str(jit_compile).lower()
+    return bfloat16, jit_compile
+
+
 def build_classifier(config: ml_collections.ConfigDict,
                      dtype_policy: str | None = None) -> keras.Model:
     """The network of a resolved config. Input [b, S, S, 3] float, output [b, classes] float32.
