@@ -1,4 +1,4 @@
-"""Search spaces of the AutoNL search (brief section 3), as data.
+"""Search spaces of the AutoNL search (docs/search.md), as data.
 
 ``get_config(variant)`` returns an `ml_collections.ConfigDict`; `autonl_tf.search.space` turns it
 into the blocks of the supernet and validates it (a bad key is named in the error). Format::
@@ -17,6 +17,9 @@ into the blocks of the supernet and validates it (a bad key is named in the erro
         kernel_sizes, expand_ratios, lightnl_ratios, lightnl_strides
                       per-stage overrides of the choices above; a single choice = fixed
         se_ratio      SE ratio of every block (0 = no SE), or a list with one value per block
+        se_ratios     instead of se_ratio: SE choices searched for every block of the stage,
+                      e.g. (0, 0.25, 0.5) (0 = no SE; a smaller SE is the first channels of the
+                      larger one's bottleneck)
         lightnl       whether the blocks may host a LightNL (searched: insert or not), or a
                       list with one bool per block
         skip          whether the non-first blocks of the stage may be dropped (default True)
@@ -24,9 +27,10 @@ into the blocks of the supernet and validates it (a bad key is named in the erro
 The stem (32 channels) and head (1280 channels) are those of `autonl_tf.models.ModelSpec`: the
 architecture format written by the search has no tokens for them.
 
-Variants: 'autonl' (default; the brief's MobileNetV2-like macro with SE in the last stages),
+Variants: 'autonl' (default; the MobileNetV2-like macro of Single-Path NAS with SE searched in
+the last stages; it contains AutoNL-S and AutoNL-L, see `autonl_tf.search.decisions_for_arch`),
 'single_path' (the same macro without SE, as in Single-Path NAS) and 'tiny' (two blocks per
-searchable stage; what the tests use).
+searchable stage, SE fixed at 1/2 from the 80-channel stage on; what the demo and tests use).
 """
 
 from __future__ import annotations
@@ -49,16 +53,27 @@ def _fixed(filters, stride, kernel, expand, se_ratio=0.0):
 def get_config(variant: str = "autonl") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
         raise ValueError(f"search space variant {variant!r}: expected one of {VARIANTS}")
-    se = 0.0 if variant == "single_path" else 0.5
     repeats = 2 if variant == "tiny" else 4
+    if variant == "autonl":
+        # SE searched (none, 1/4, 1/2) where the published networks use it: AutoNL-S puts SE 1/4
+        # and AutoNL-L none or 1/2 on the first block of the 80-channel stage.
+        se = dict(se_ratios=(0.0, 0.25, 0.5))
+        last_se = 0.5
+    elif variant == "tiny":
+        se, last_se = dict(se_ratio=0.5), 0.5
+    else:  # single_path: no SE, as in Single-Path NAS
+        se, last_se = dict(se_ratio=0.0), 0.0
     stages = [
         _fixed(16, 1, kernel=3, expand=1),
         _stage(24, repeats, 2),
         _stage(40, repeats, 2),
-        _stage(80, repeats, 2, se_ratio=se),
-        _stage(96, repeats, 1, se_ratio=se),
-        _stage(192, repeats, 2, se_ratio=se),
-        _fixed(320, 1, kernel=3, expand=6, se_ratio=se),
+        _stage(80, repeats, 2, **se),
+        _stage(96, repeats, 1, **se),
+        _stage(192, repeats, 2, **se),
+        # One block, never skipped, expansion 6; its kernel and LightNL are searched (AutoNL-S/L
+        # both end with k5 and a LightNL 1/4 here).
+        _stage(320, 1, 1, kernel_sizes=(3, 5), expand_ratios=(6,), se_ratio=last_se,
+               lightnl=True, skip=False),
     ]
     return ml_collections.ConfigDict(dict(
         activation="swish",

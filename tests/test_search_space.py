@@ -1,6 +1,7 @@
 """Search space config and the analytic search cost: validation, exact costs, feasible range."""
 
 import copy
+import dataclasses
 import itertools
 
 import numpy as np
@@ -12,10 +13,13 @@ from autonl_tf import cost as profiler
 from autonl_tf.arch import decode_arch, encode_arch
 from autonl_tf.models import resolve_model_spec
 from autonl_tf.search import (
+    ArchNotInSpaceError,
     BlockDecision,
     SearchCost,
     SearchSpaceError,
     TargetError,
+    decision_from_gates,
+    decisions_for_arch,
     space_from_config,
 )
 
@@ -25,18 +29,25 @@ def _space_dict(variant="tiny"):
 
 
 @pytest.mark.parametrize("variant", search_space_config.VARIANTS)
-def test_variants_parse_into_the_brief_macro(variant):
+def test_variants_parse_into_the_single_path_macro(variant):
     space = space_from_config(search_space_config.get_config(variant))
     repeats = 2 if variant == "tiny" else 4
     assert len(space.blocks) == 2 + 5 * repeats
     first, last = space.blocks[0], space.blocks[-1]
     assert (first.output_filters, first.expand_ratios, first.kernel_sizes) == (16, (1,), (3,))
-    assert not first.searchable and not last.searchable and last.output_filters == 320
+    assert not first.searchable and last.output_filters == 320
+    # The 320-channel block: kernel and LightNL searched, expansion 6, never skipped.
+    assert (last.kernel_sizes, last.expand_ratios, last.skippable) == ((3, 5), (6,), False)
+    assert last.lightnl_ratios == (0.125, 0.25)
     # Non-first blocks of a searchable stage may be skipped; first blocks may not.
-    for block in space.searchable_blocks:
+    for block in space.searchable_blocks[:-1]:
         assert block.skippable == (block.position > 0)
         assert block.kernel_sizes == (3, 5) and block.expand_ratios == (3, 6)
         assert block.lightnl_ratios == (0.125, 0.25) and block.lightnl_strides == (2, 1)
+        if variant == "autonl" and block.output_filters >= 80:
+            assert block.se_ratios == (None, 0.25, 0.5)
+        elif variant == "autonl":
+            assert block.se_ratios == (None,)
 
 
 @pytest.mark.parametrize("mutate, key", [
@@ -71,10 +82,11 @@ def test_per_block_se_and_lightnl_positions():
 
 def _all_decisions(block):
     for keep in ([True, False] if block.skippable else [True]):
-        for k, e in itertools.product(block.kernel_sizes, block.expand_ratios):
-            yield BlockDecision(keep, k, e)
+        for k, e, se in itertools.product(block.kernel_sizes, block.expand_ratios,
+                                          block.se_ratios):
+            yield BlockDecision(keep, k, e, se_ratio=se)
             for r, s in itertools.product(block.lightnl_ratios, block.lightnl_strides):
-                yield BlockDecision(keep, k, e, r, s)
+                yield BlockDecision(keep, k, e, r, s, se)
 
 
 @pytest.mark.parametrize("size, width", [(32, 0.25), (96, 0.5), (224, 1.0)])
@@ -94,8 +106,9 @@ def test_expected_cost_is_the_profilers_cost_exactly(size, width):
         assert float(search_cost.expected_macs(gates).numpy()) == truth.macs
 
 
-def test_every_single_block_choice_matches_the_profiler():
-    space = space_from_config(_space_dict())
+@pytest.mark.parametrize("variant", ["tiny", "autonl"])
+def test_every_single_block_choice_matches_the_profiler(variant):
+    space = space_from_config(search_space_config.get_config(variant))
     search_cost = SearchCost(space, 64, 10, 0.25)
     base = list(space.largest())
     reference = search_cost.macs(base)
@@ -132,3 +145,31 @@ def test_decisions_outside_the_space_are_rejected():
     decisions[1] = BlockDecision(True, 7, 3)
     with pytest.raises(ValueError, match="kernel 7"):
         space.child_blocks(decisions)
+
+
+@pytest.mark.parametrize("name", ["autonl_s", "autonl_l"])
+def test_published_networks_round_trip_through_the_autonl_indicators(name):
+    """AutoNL-S/L are settings of the 'autonl' space: arch -> decisions -> indicator values ->
+    decisions -> arch gives the same architecture string back."""
+    space = space_from_config(search_space_config.get_config("autonl"))
+    spec = resolve_model_spec(name)
+    decisions = decisions_for_arch(space, spec.blocks)
+    search_cost = SearchCost(space, 224, 1000, 1.0)
+    indicators = search_cost.gates(decisions)  # 0/1 values of every indicator, block by block
+    values = [v for gates in indicators if gates is not None for v in tf.nest.flatten(gates)]
+    assert set(values) <= {0, 1} and len(values) > space.num_decisions  # incl. fixed 'keep's
+    decoded = tuple(decision_from_gates(block, gates) for block, gates in
+                    zip(space.blocks, indicators, strict=True))
+    assert encode_arch(space.child_blocks(decoded)) == spec.arch_string
+    # ... and the search's own cost of that setting is the published network's.
+    assert search_cost.macs(decoded) == spec.cost(224, 1000, 1.0).macs
+
+
+def test_an_architecture_outside_the_space_names_the_block():
+    space = space_from_config(search_space_config.get_config("autonl"))
+    blocks = list(resolve_model_spec("autonl_s").blocks)
+    blocks[3] = dataclasses.replace(blocks[3], kernel_sizes=(7,))
+    with pytest.raises(ArchNotInSpaceError, match="block 3 .*kernel 7"):
+        decisions_for_arch(space, blocks)
+    with pytest.raises(ArchNotInSpaceError, match="no place left"):
+        decisions_for_arch(space, list(resolve_model_spec("autonl_s").blocks) * 2)

@@ -1,4 +1,4 @@
-"""The differentiable AutoNL search (brief section 3): space, supernet, cost, decoding, report.
+"""The differentiable AutoNL search (docs/search.md): space, supernet, cost, decoding, report.
 
     space = space_from_config(configs.search_space.get_config())    # validated, unrolled
     supernet = Supernet(space, num_classes=..., image_size=..., objective=SearchObjective(...))
@@ -15,19 +15,22 @@ from autonl_tf.search.decode import (
     build_child,
     copy_weights_to_child,
     current_decisions,
+    decision_from_gates,
     set_decisions,
 )
 from autonl_tf.search.objective import COST_LOSSES, SearchObjective
 from autonl_tf.search.space import (
+    ArchNotInSpaceError,
     BlockDecision,
     SearchBlock,
     SearchSpace,
     SearchSpaceError,
+    decisions_for_arch,
     space_from_config,
 )
 from autonl_tf.search.supernet import Supernet
 
-__all__ = ["COST_LOSSES", "BlockDecision", "SearchBlock", "SearchCost", "SearchObjective",
-           "SearchSpace", "SearchSpaceError", "Supernet", "TargetError", "arch_text",
-           "build_child", "copy_weights_to_child", "current_decisions", "set_decisions",
-           "space_from_config"]
+__all__ = ["COST_LOSSES", "ArchNotInSpaceError", "BlockDecision", "SearchBlock", "SearchCost",
+           "SearchObjective", "SearchSpace", "SearchSpaceError", "Supernet", "TargetError",
+           "arch_text", "build_child", "copy_weights_to_child", "current_decisions",
+           "decision_from_gates", "decisions_for_arch", "set_decisions", "space_from_config"]

@@ -28,7 +28,7 @@ __all__ = ["BlockGates", "SearchCost", "TargetError", "gates_from_decision"]
 
 # The indicators of one block, as a mapping (values: tensors or numbers):
 #   keep: scalar (1 for a block that cannot be skipped)
-#   kernel, expand, lightnl_ratio, lightnl_stride: lists of nested gates (len(choices) - 1)
+#   kernel, expand, se, lightnl_ratio, lightnl_stride: lists of nested gates (len(choices) - 1)
 #   lightnl: scalar, LightNL inserted (0 where there is no candidate)
 BlockGates = Mapping[str, object]
 
@@ -50,6 +50,7 @@ def gates_from_decision(block: SearchBlock, decision: BlockDecision) -> dict:
         "keep": int(decision.keep),
         "kernel": steps(block.kernel_sizes, decision.kernel_size),
         "expand": steps(block.expand_ratios, decision.expand_ratio),
+        "se": steps(block.se_ratios, decision.se_ratio),
         "lightnl": int(lightnl),
         "lightnl_ratio": (steps(block.lightnl_ratios, decision.lightnl_ratio) if lightnl
                           else [0] * (len(block.lightnl_ratios) - 1)),
@@ -60,10 +61,10 @@ def gates_from_decision(block: SearchBlock, decision: BlockDecision) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class _BlockTables:
-    """Per-choice costs of one block: [kernel][expansion] and [LightNL ratio][LightNL stride]."""
+    """Per-choice costs of one block: [kernel][expansion][SE] and [LightNL ratio][LightNL stride]."""
 
-    mbconv_macs: tuple[tuple[int, ...], ...]
-    mbconv_params: tuple[tuple[int, ...], ...]
+    mbconv_macs: tuple[tuple[tuple[int, ...], ...], ...]
+    mbconv_params: tuple[tuple[tuple[int, ...], ...], ...]
     lightnl_macs: tuple[tuple[int, ...], ...]
     lightnl_params: int
 
@@ -104,11 +105,12 @@ class SearchCost:
         for kernel in block.kernel_sizes:
             row_macs, row_params = [], []
             for expand in block.expand_ratios:
-                spec = BlockSpec(1, (kernel,), (block.stride, block.stride), expand,
-                                 block.input_filters, block.output_filters, block.se_ratio)
-                part = profiler.block_cost(spec, size, c_in, c_out, block.index)
-                row_macs.append(part.macs)
-                row_params.append(part.params)
+                parts = [profiler.block_cost(
+                    BlockSpec(1, (kernel,), (block.stride, block.stride), expand,
+                              block.input_filters, block.output_filters, se),
+                    size, c_in, c_out, block.index) for se in block.se_ratios]
+                row_macs.append(tuple(p.macs for p in parts))
+                row_params.append(tuple(p.params for p in parts))
             macs.append(tuple(row_macs))
             params.append(tuple(row_params))
         out_size = profiler.same_output_size(size, block.stride)
@@ -124,8 +126,10 @@ class SearchCost:
         table = tables.mbconv_params if params else tables.mbconv_macs
         kernel_w = nested_weights(gates["kernel"])
         expand_w = nested_weights(gates["expand"])
-        total = sum(kernel_w[i] * expand_w[j] * table[i][j]
-                    for i, j in itertools.product(range(len(kernel_w)), range(len(expand_w))))
+        se_w = nested_weights(gates["se"])
+        total = sum(kernel_w[i] * expand_w[j] * se_w[k] * table[i][j][k]
+                    for i, j, k in itertools.product(range(len(kernel_w)), range(len(expand_w)),
+                                                     range(len(se_w))))
         if block.has_lightnl:
             if params:  # one shared depthwise conv + BN, whatever the ratio and stride
                 lightnl = tables.lightnl_params
@@ -176,13 +180,13 @@ class SearchCost:
 
     # -- range and target -----------------------------------------------------------------------
     def _block_options(self, block: SearchBlock) -> list[int]:
-        decisions = [BlockDecision(True, k, e) for k in block.kernel_sizes
-                     for e in block.expand_ratios]
-        decisions += [BlockDecision(True, k, e, r, s) for k in block.kernel_sizes
+        decisions = [BlockDecision(True, k, e, None, 1, se) for k in block.kernel_sizes
+                     for e in block.expand_ratios for se in block.se_ratios]
+        decisions += [BlockDecision(True, k, e, r, s, se) for k in block.kernel_sizes
                       for e in block.expand_ratios for r in block.lightnl_ratios
-                      for s in block.lightnl_strides]
+                      for s in block.lightnl_strides for se in block.se_ratios]
         if block.skippable:
-            decisions.append(BlockDecision(False, block.kernel_sizes[0], block.expand_ratios[0]))
+            decisions.append(block.smallest())
         return [int(self._block_expected(block, gates_from_decision(block, d), False))
                 for d in decisions]
 

@@ -23,7 +23,7 @@ from autonl_tf.search.space import BlockDecision, SearchBlock
 from autonl_tf.search.supernet import Supernet
 
 __all__ = ["arch_text", "build_child", "child_spec", "copy_weights_to_child",
-           "current_decisions", "set_decisions"]
+           "current_decisions", "decision_from_gates", "set_decisions"]
 
 # Where a threshold goes, relative to its score, to force an indicator on or off.
 _MARGIN = 0.5
@@ -39,7 +39,8 @@ def _chosen(choices: Sequence, gates: Sequence[float]):
     return choices[index]
 
 
-def _decision(block: SearchBlock, gates: dict | None) -> BlockDecision:
+def decision_from_gates(block: SearchBlock, gates: dict | None) -> BlockDecision:
+    """The hard decision that a block's 0/1 gates select (None: a block without decisions)."""
     if gates is None:  # a block without decisions
         return block.largest()
     value = lambda g: float(np.asarray(g))  # noqa: E731
@@ -48,6 +49,7 @@ def _decision(block: SearchBlock, gates: dict | None) -> BlockDecision:
         keep=value(gates["keep"]) > 0.5,
         kernel_size=_chosen(block.kernel_sizes, [value(g) for g in gates["kernel"]]),
         expand_ratio=_chosen(block.expand_ratios, [value(g) for g in gates["expand"]]),
+        se_ratio=_chosen(block.se_ratios, [value(g) for g in gates["se"]]),
         lightnl_ratio=(_chosen(block.lightnl_ratios, [value(g) for g in gates["lightnl_ratio"]])
                        if lightnl else None),
         lightnl_stride=(_chosen(block.lightnl_strides,
@@ -57,7 +59,7 @@ def _decision(block: SearchBlock, gates: dict | None) -> BlockDecision:
 def current_decisions(supernet: Supernet) -> tuple[BlockDecision, ...]:
     """The hard decisions of every block, as the supernet's forward pass applies them."""
     gates = supernet.block_gates()
-    return tuple(_decision(block, gates.get(layer.name))
+    return tuple(decision_from_gates(block, gates.get(layer.name))
                  for block, layer in zip(supernet.space.blocks, supernet.search_blocks,
                                          strict=True))
 
@@ -87,16 +89,19 @@ def set_decisions(supernet: Supernet, decisions: Sequence[BlockDecision]) -> Non
         e_index = block.expand_ratios.index(decision.expand_ratio)
         for j, variable in enumerate(layer.threshold_expand):
             put(variable, scores["expand"][j], j < e_index)
+        se_index = block.se_ratios.index(decision.se_ratio)
+        for j, variable in enumerate(layer.threshold_se):
+            put(variable, scores["se"][j], j < se_index)
         if block.has_lightnl:
             nl = layer.lightnl
             on = decision.lightnl_ratio is not None
-            put(nl.threshold_insert, 1.0, on)
+            put(nl.threshold_insert, scores["lightnl"], on)
             r_index = block.lightnl_ratios.index(decision.lightnl_ratio) if on else 0
             for j, variable in enumerate(nl.threshold_ratio):
-                put(variable, 1.0, j < r_index)
+                put(variable, scores["lightnl_ratio"][j], j < r_index)
             s_index = block.lightnl_strides.index(decision.lightnl_stride) if on else 0
             for j, variable in enumerate(nl.threshold_stride):
-                put(variable, 1.0, j < s_index)
+                put(variable, scores["lightnl_stride"][j], j < s_index)
 
 
 def child_spec(supernet: Supernet, decisions: Sequence[BlockDecision] | None = None,
@@ -123,10 +128,11 @@ def _slice_block_weights(source: SuperMBConvBlock | MBConvBlock, target: MBConvB
     pad = (k_big - k_small) // 2
     small.kernel.assign(big.kernel[pad:pad + k_small, pad:pad + k_small, :expanded, :])
     _copy_bn(source.depthwise_bn, target.depthwise_bn, expanded)
-    if target.se_reduce is not None:
-        target.se_reduce.kernel.assign(source.se_reduce.kernel[:, :, :expanded, :])
-        target.se_reduce.bias.assign(source.se_reduce.bias)
-        target.se_expand.kernel.assign(source.se_expand.kernel[..., :expanded])
+    if target.se_reduce is not None:  # a smaller SE is the first bottleneck channels
+        squeezed = target.se_filters
+        target.se_reduce.kernel.assign(source.se_reduce.kernel[:, :, :expanded, :squeezed])
+        target.se_reduce.bias.assign(source.se_reduce.bias[:squeezed])
+        target.se_expand.kernel.assign(source.se_expand.kernel[:, :, :squeezed, :expanded])
         target.se_expand.bias.assign(source.se_expand.bias[:expanded])
     target.project_conv.kernel.assign(source.project_conv.kernel[:, :, :expanded, :])
     _copy_bn(source.project_bn, target.project_bn, None)

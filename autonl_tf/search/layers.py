@@ -1,7 +1,7 @@
-"""The searchable layers: the foundation's `MBConvBlock` and `LightNL` with their decisions inside.
+"""The searchable layers: `MBConvBlock` and `LightNL` with their decisions inside.
 
 `SuperMBConvBlock` is an `MBConvBlock` built at its largest choice (largest kernel, largest
-expansion) whose steps apply the decisions to the same sublayers:
+expansion, largest SE) whose steps apply the decisions to the same sublayers:
 
 * kernel: ONE depthwise conv with the largest kernel, whose rings beyond the smallest kernel are
   multiplied by their nested indicators. 'same' padding pads a k x k kernel (k_max - k)/2 less on
@@ -11,6 +11,9 @@ expansion) whose steps apply the decisions to the same sublayers:
   zeroed after the depthwise BN + activation (before it, the BN's beta would leak through). SE
   then sees zeros there (the pooled vector is 0 for them), the SE width ``round(C_in * se)``
   is that of every child, and the projection ignores them.
+* SE: ONE bottleneck of the largest SE width; a smaller SE is its first channels (the others are
+  zeroed after the activation); with "no SE" among the choices, an indicator blends
+  ``h * (1 - g + g * gate)``, exactly ``h`` when off.
 * keep: the residual branch (including the LightNL) is multiplied by the keep indicator; a
   dropped block is the identity.
 
@@ -25,11 +28,15 @@ Indicator scores (dimensionless, ~1 at initialisation; thresholds start at 0 = a
 * keep: mean square of the smallest kernel on the smallest expansion's channels,
 * kernel ring j: mean square of ring j on the smallest expansion's channels,
 * expansion chunk j: mean square of the smallest kernel on chunk j's channels,
+* SE step j: mean square of the SE bottleneck channels it adds,
 
-each divided by the mean square of the whole superkernel (a normaliser, without gradient), so
-thresholds need not know the initialiser's scale. The LightNL's aggregation has no weights: its
-indicators compare the constant score 1 with their thresholds (a threshold is then a plain
-architecture logit).
+each divided by the mean square of its whole kernel (a normaliser, without gradient), so
+thresholds need not know the initialiser's scale. LightNL insertion compares the mean square of
+the LightNL's own depthwise kernel (relative to its initial value) with its threshold, as the
+paper relaxes it; the ratio and stride indicators compare the constant 1 with their thresholds
+(the aggregation has no weights of its own: a threshold is then a plain architecture logit).
+Every threshold gets the task loss's gradient once the LightNL's BN gamma has left zero, i.e.
+after the search's weights-only warm-up (docs/search.md).
 """
 
 from __future__ import annotations
@@ -124,13 +131,14 @@ class SearchableLightNL(LightNL):
     """
 
     def __init__(self, ratios: Sequence[float] = (0.125, 0.25), strides: Sequence[int] = (2, 1),
-                 temperature: float = 1.0, bn_momentum: float = 0.99, bn_epsilon: float = 1e-3,
-                 **kwargs):
+                 temperature: float = 1.0, score_gradient: bool = False,
+                 bn_momentum: float = 0.99, bn_epsilon: float = 1e-3, **kwargs):
         super().__init__(ratio=max(ratios), stride=min(strides), bn_momentum=bn_momentum,
                          bn_epsilon=bn_epsilon, **kwargs)
         self.ratios = tuple(float(r) for r in ratios)
         self.strides = tuple(int(s) for s in strides)
         self.temperature = float(temperature)
+        self.score_gradient = bool(score_gradient)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -144,13 +152,34 @@ class SearchableLightNL(LightNL):
     def thresholds(self) -> list:
         return [self.threshold_insert, *self.threshold_ratio, *self.threshold_stride]
 
+    def scores(self) -> dict:
+        """Dimensionless float32 scores {'lightnl': s, 'lightnl_ratio': [..], 'lightnl_stride': [..]}.
+
+        Insertion compares the mean square of the block's own depthwise kernel W_d (relative to
+        its He-normal initial value 2 / (9 C), so about 1 at initialisation) with its threshold,
+        as the paper does. The compactness choices have no weights of their own: their scores
+        are the constant 1, i.e. ``1 - t`` acts as a logit moved by the task loss and the cost
+        through the straight-through gradient.
+        """
+        kernel = tf.cast(tf.convert_to_tensor(self.depthwise.kernel), tf.float32)
+        mean_square = tf.reduce_mean(tf.square(kernel))
+        if not self.score_gradient:
+            mean_square = tf.stop_gradient(mean_square)
+        channels = int(self.depthwise.kernel.shape[2])
+        one = tf.constant(1.0)
+        return {"lightnl": mean_square / (2.0 / (9.0 * channels)),
+                "lightnl_ratio": [one] * len(self.threshold_ratio),
+                "lightnl_stride": [one] * len(self.threshold_stride)}
+
     def gates(self) -> dict:
         """{'lightnl': insert, 'lightnl_ratio': [...], 'lightnl_stride': [...]}, 0/1 float32."""
-        one = tf.constant(1.0)
-        ind = lambda t: hard_indicator(one, tf.convert_to_tensor(t), self.temperature)  # noqa: E731
-        return {"lightnl": ind(self.threshold_insert),
-                "lightnl_ratio": [ind(t) for t in self.threshold_ratio],
-                "lightnl_stride": [ind(t) for t in self.threshold_stride]}
+        scores = self.scores()
+        ind = lambda s, t: hard_indicator(s, tf.convert_to_tensor(t), self.temperature)  # noqa: E731
+        return {"lightnl": ind(scores["lightnl"], self.threshold_insert),
+                "lightnl_ratio": [ind(s, t) for s, t in zip(scores["lightnl_ratio"],
+                                                            self.threshold_ratio, strict=True)],
+                "lightnl_stride": [ind(s, t) for s, t in zip(scores["lightnl_stride"],
+                                                             self.threshold_stride, strict=True)]}
 
     def call(self, inputs, gates=None, training=None):
         gates = self.gates() if gates is None else gates
@@ -164,7 +193,7 @@ class SearchableLightNL(LightNL):
         for key in ("ratio", "stride"):
             config.pop(key)
         config.update(ratios=list(self.ratios), strides=list(self.strides),
-                      temperature=self.temperature)
+                      temperature=self.temperature, score_gradient=self.score_gradient)
         return config
 
 
@@ -188,19 +217,24 @@ class SuperMBConvBlock(MBConvBlock):
 
     def __init__(self, input_filters: int, output_filters: int,
                  kernel_choices: Sequence[int] = (3, 5), expand_choices: Sequence[int] = (3, 6),
-                 strides: int = 1, se_ratio: float | None = None, skippable: bool = False,
+                 strides: int = 1, se_choices: Sequence[float | None] = (None,),
+                 skippable: bool = False,
                  lightnl_ratios: Sequence[float] = (), lightnl_strides: Sequence[int] = (2, 1),
                  activation: str = "swish", temperature: float = 1.0,
                  score_gradient: bool = False, bn_momentum: float = 0.99,
                  bn_epsilon: float = 1e-3, **kwargs):
-        kwargs.pop("expand_ratio", None)
-        kwargs.pop("kernel_sizes", None)
+        for key in ("expand_ratio", "kernel_sizes", "se_ratio"):
+            kwargs.pop(key, None)
+        se_choices = tuple(float(r) if r else None for r in se_choices)
         super().__init__(input_filters, output_filters, expand_ratio=max(expand_choices),
                          kernel_sizes=(max(kernel_choices),), strides=strides,
-                         se_ratio=se_ratio, id_skip=True, activation=activation,
+                         se_ratio=se_choices[-1], id_skip=True, activation=activation,
                          bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, **kwargs)
         self.kernel_choices = tuple(int(k) for k in kernel_choices)
         self.expand_choices = tuple(int(e) for e in expand_choices)
+        self.se_choices = se_choices
+        # SE bottleneck channels of each SE choice (a smaller SE is the first channels).
+        self._se_bounds = [cost.se_channels(self.input_filters, r) for r in se_choices if r]
         self.skippable = bool(skippable)
         if self.skippable and not self.has_residual:
             raise ValueError("only a block with an identity shortcut (stride 1, input_filters == "
@@ -211,8 +245,8 @@ class SuperMBConvBlock(MBConvBlock):
         self.score_gradient = bool(score_gradient)
         if self.lightnl_ratios:
             self.lightnl = SearchableLightNL(self.lightnl_ratios, self.lightnl_strides,
-                                             temperature, bn_momentum, bn_epsilon,
-                                             dtype=self.dtype_policy, name="lightnl")
+                                             temperature, score_gradient, bn_momentum,
+                                             bn_epsilon, dtype=self.dtype_policy, name="lightnl")
         # Constant masks: centred windows of each kernel size inside the largest kernel, and the
         # channel boundaries of each expansion.
         k_max = self.kernel_choices[-1]
@@ -232,16 +266,22 @@ class SuperMBConvBlock(MBConvBlock):
                                  for j in range(len(self.kernel_choices) - 1)]
         self.threshold_expand = [_threshold(self, f"threshold_expand_{j}")
                                  for j in range(len(self.expand_choices) - 1)]
+        self.threshold_se = [_threshold(self, f"threshold_se_{j}")
+                             for j in range(len(self.se_choices) - 1)]
 
     @property
     def thresholds(self) -> list:
+        """In `autonl_tf.search.supernet.gate_names` order: keep, kernel, expand, SE, LightNL."""
         own = [self.threshold_keep] if self.skippable else []
-        own += [*self.threshold_kernel, *self.threshold_expand]
+        own += [*self.threshold_kernel, *self.threshold_expand, *self.threshold_se]
         return own + (self.lightnl.thresholds if self.lightnl is not None else [])
 
     # -- indicators -----------------------------------------------------------------------------
     def scores(self) -> dict:
-        """Dimensionless float32 scores {'keep': s, 'kernel': [..], 'expand': [..]}."""
+        """Dimensionless float32 scores of every indicator, keyed like `gates` (about 1 at
+        initialisation): mean squares of the weight parts each indicator switches on, relative to
+        their whole (Single-Path NAS); SE from the SE bottleneck's kernel; LightNL from
+        `SearchableLightNL.scores`."""
         kernel = tf.convert_to_tensor(self.depthwise_convs[0].kernel)
         squares = tf.square(tf.cast(kernel, tf.float32))[..., 0]  # [k_max, k_max, C_exp]
         if not self.score_gradient:
@@ -253,14 +293,31 @@ class SuperMBConvBlock(MBConvBlock):
             return part / float(window.sum() * (end - start)) / reference
 
         first = self._channel_bounds[0]
-        return {
+        scores = {
             "keep": mean_square(self._windows[0], 0, first),
             "kernel": [mean_square(outer - inner, 0, first)
                        for inner, outer in zip(self._windows, self._windows[1:], strict=False)],
             "expand": [mean_square(self._windows[0], start, end)
                        for start, end in zip(self._channel_bounds, self._channel_bounds[1:],
                                              strict=False)],
+            "se": self._se_scores(),
         }
+        if self.lightnl is not None:
+            scores.update(self.lightnl.scores())
+        return scores
+
+    def _se_scores(self) -> list:
+        """Per SE gate: mean square of the bottleneck channels it switches on, relative to all."""
+        if len(self.se_choices) < 2:
+            return []
+        squares = tf.square(tf.cast(tf.convert_to_tensor(self.se_reduce.kernel), tf.float32))
+        squares = tf.reduce_mean(squares, axis=[0, 1, 2])  # [SE channels]
+        if not self.score_gradient:
+            squares = tf.stop_gradient(squares)
+        reference = tf.stop_gradient(tf.reduce_mean(squares)) + _EPSILON
+        starts = ([0] if self.se_choices[0] is None else []) + self._se_bounds
+        return [tf.reduce_mean(squares[start:end]) / reference
+                for start, end in zip(starts, starts[1:], strict=False)]
 
     def gates(self) -> dict:
         """The block's 0/1 indicators (see `autonl_tf.search.cost.BlockGates`), float32."""
@@ -273,6 +330,7 @@ class SuperMBConvBlock(MBConvBlock):
                                                  strict=True)],
             "expand": [ind(s, t) for s, t in zip(scores["expand"], self.threshold_expand,
                                                  strict=True)],
+            "se": [ind(s, t) for s, t in zip(scores["se"], self.threshold_se, strict=True)],
         }
         if self.lightnl is not None:
             gates.update(self.lightnl.gates())
@@ -304,6 +362,22 @@ class SuperMBConvBlock(MBConvBlock):
             h = h * _segment_mask(self._channel_bounds, gates["expand"], h.dtype)
         return h
 
+    def _squeeze_excite(self, h):
+        if self.se_reduce is None or len(self.se_choices) < 2:
+            return super()._squeeze_excite(h)
+        gates = [tf.cast(g, h.dtype) for g in self._active_gates["se"]]
+        optional = self.se_choices[0] is None  # the first gate switches SE on at all
+        extend = gates[1:] if optional else gates
+        s = tf.reduce_mean(h, axis=[1, 2], keepdims=True)
+        # Bottleneck channels beyond the chosen SE width are zeroed after the activation
+        # (act(x) * 0 = 0), so the expand conv sees exactly the smaller SE's channels.
+        s = self._act(self.se_reduce(s)) * _segment_mask(self._se_bounds, extend, h.dtype)
+        gate = tf.sigmoid(self.se_expand(s))
+        if not optional:
+            return h * gate
+        on = gates[0]
+        return h * (1.0 - on + on * gate)  # exactly h when SE is off
+
     def _nonlocal(self, h, training):
         if self.lightnl is None:
             return h
@@ -317,10 +391,11 @@ class SuperMBConvBlock(MBConvBlock):
     def get_config(self):
         config = super().get_config()
         for key in ("expand_ratio", "kernel_sizes", "id_skip", "nonlocal_ratio",
-                    "nonlocal_stride"):
+                    "nonlocal_stride", "se_ratio"):
             config.pop(key, None)
         config.update(kernel_choices=list(self.kernel_choices),
-                      expand_choices=list(self.expand_choices), skippable=self.skippable,
+                      expand_choices=list(self.expand_choices),
+                      se_choices=list(self.se_choices), skippable=self.skippable,
                       lightnl_ratios=list(self.lightnl_ratios),
                       lightnl_strides=list(self.lightnl_strides), temperature=self.temperature,
                       score_gradient=self.score_gradient)

@@ -64,13 +64,14 @@ def _block_rows(supernet: Supernet, decisions: Sequence[BlockDecision]) -> list[
         row = {
             "index": block.index, "stage": block.stage, "position": block.position,
             "input_filters": block.input_filters, "output_filters": block.output_filters,
-            "stride": block.stride, "se_ratio": block.se_ratio, "searchable": block.searchable,
+            "stride": block.stride, "se_ratio": decision.se_ratio, "searchable": block.searchable,
             "keep": decision.keep, "kernel_size": decision.kernel_size,
             "expand_ratio": decision.expand_ratio, "lightnl_ratio": decision.lightnl_ratio,
             "lightnl_stride": decision.lightnl_stride if decision.lightnl_ratio else None,
             "label": decision.label(),
             "choices": {"kernel_sizes": list(block.kernel_sizes),
                         "expand_ratios": list(block.expand_ratios),
+                        "se_ratios": list(block.se_ratios),
                         "skippable": block.skippable,
                         "lightnl_ratios": list(block.lightnl_ratios),
                         "lightnl_strides": list(block.lightnl_strides)},
@@ -80,14 +81,12 @@ def _block_rows(supernet: Supernet, decisions: Sequence[BlockDecision]) -> list[
         }
         if isinstance(layer, SuperMBConvBlock):
             scores = layer.scores()
-            flat_scores = ([scores["keep"]] if block.skippable else []) + scores["kernel"] + \
-                scores["expand"]
-            names = [name for name, _, _ in gate_names(block)]
-            row["thresholds"] = {name.split("/", 1)[1]: thresholds[name] for name in names}
-            # LightNL indicators compare the constant score 1 with their thresholds.
-            row["scores"] = {name.split("/", 1)[1]: float(np.asarray(score)) for name, score in
-                             zip(names, flat_scores + [1.0] * (len(names) - len(flat_scores)),
-                                 strict=True)}
+            names = gate_names(block)
+            row["thresholds"] = {name.split("/", 1)[1]: thresholds[name] for name, _, _ in names}
+            row["scores"] = {
+                name.split("/", 1)[1]: float(np.asarray(
+                    scores[key] if index is None else scores[key][index]))
+                for name, key, index in names}
         rows.append(row)
     return rows
 

@@ -17,16 +17,18 @@ import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 
-from autonl_tf.arch import BlockSpec
+from autonl_tf.arch import BlockSpec, encode_block, expand_repeats
 from autonl_tf.layers.mbconv import ACTIVATIONS
 from autonl_tf.models.builder import ModelSpec
 from autonl_tf.models.registry import spec_from_blocks
 
 __all__ = [
+    "ArchNotInSpaceError",
     "BlockDecision",
     "SearchBlock",
     "SearchSpace",
     "SearchSpaceError",
+    "decisions_for_arch",
     "space_from_config",
 ]
 
@@ -38,7 +40,7 @@ _SPACE_KEYS = ("activation", "kernel_sizes", "expand_ratios", "lightnl_ratios",
                "lightnl_strides", "stages")
 _STAGE_REQUIRED = ("filters", "repeats", "stride")
 _STAGE_OPTIONAL = ("kernel_sizes", "expand_ratios", "lightnl_ratios", "lightnl_strides",
-                   "se_ratio", "lightnl", "skip")
+                   "se_ratio", "se_ratios", "lightnl", "skip")
 
 
 class SearchSpaceError(ValueError):
@@ -49,9 +51,10 @@ class SearchSpaceError(ValueError):
 class SearchBlock:
     """The choices of one supernet block (repeats unrolled). Channels are before the width multiplier.
 
-    ``kernel_sizes``/``expand_ratios``/``lightnl_ratios``/``lightnl_strides`` run from the
-    cheapest to the most expensive choice; a single entry means the choice is fixed. An empty
-    ``lightnl_ratios`` means no LightNL candidate after this block.
+    ``kernel_sizes``/``expand_ratios``/``se_ratios``/``lightnl_ratios``/``lightnl_strides`` run
+    from the cheapest to the most expensive choice; a single entry means the choice is fixed.
+    ``se_ratios`` starts with None (no SE) when SE is optional. An empty ``lightnl_ratios`` means
+    no LightNL candidate after this block.
     """
 
     index: int
@@ -62,10 +65,15 @@ class SearchBlock:
     stride: int
     kernel_sizes: tuple[int, ...]
     expand_ratios: tuple[int, ...]
-    se_ratio: float | None
+    se_ratios: tuple[float | None, ...]
     skippable: bool
     lightnl_ratios: tuple[float, ...] = ()
     lightnl_strides: tuple[int, ...] = ()
+
+    @property
+    def se_ratio(self) -> float | None:
+        """The largest SE choice: what the supernet allocates (None = no SE at all)."""
+        return self.se_ratios[-1]
 
     @property
     def has_lightnl(self) -> bool:
@@ -74,7 +82,8 @@ class SearchBlock:
     @property
     def num_decisions(self) -> int:
         """Binary indicators of this block (0 = a fixed block)."""
-        count = int(self.skippable) + len(self.kernel_sizes) - 1 + len(self.expand_ratios) - 1
+        count = (int(self.skippable) + len(self.kernel_sizes) - 1 + len(self.expand_ratios) - 1
+                 + len(self.se_ratios) - 1)
         if self.has_lightnl:
             count += 1 + len(self.lightnl_ratios) - 1 + len(self.lightnl_strides) - 1
         return count
@@ -87,11 +96,23 @@ class SearchBlock:
         """The most expensive choice of every decision (what the supernet starts from)."""
         return BlockDecision(True, self.kernel_sizes[-1], self.expand_ratios[-1],
                              self.lightnl_ratios[-1] if self.has_lightnl else None,
-                             self.lightnl_strides[-1] if self.has_lightnl else 1)
+                             self.lightnl_strides[-1] if self.has_lightnl else 1,
+                             self.se_ratios[-1])
 
     def smallest(self) -> BlockDecision:
         return BlockDecision(not self.skippable, self.kernel_sizes[0], self.expand_ratios[0],
-                             None, 1)
+                             None, 1, self.se_ratios[0])
+
+    def decision(self, keep: bool = True, kernel_size: int | None = None,
+                 expand_ratio: int | None = None, lightnl_ratio: float | None = None,
+                 lightnl_stride: int = 1, se_ratio: float | None | str = "largest"
+                 ) -> BlockDecision:
+        """A decision of this block; unspecified kernel/expansion/SE take the largest choice."""
+        return BlockDecision(
+            keep, self.kernel_sizes[-1] if kernel_size is None else kernel_size,
+            self.expand_ratios[-1] if expand_ratio is None else expand_ratio,
+            lightnl_ratio, lightnl_stride if lightnl_ratio is not None else 1,
+            self.se_ratios[-1] if se_ratio == "largest" else se_ratio)
 
     def random(self, rng: random.Random) -> BlockDecision:
         lightnl = self.has_lightnl and rng.random() < 0.5
@@ -100,7 +121,8 @@ class SearchBlock:
             kernel_size=rng.choice(self.kernel_sizes),
             expand_ratio=rng.choice(self.expand_ratios),
             lightnl_ratio=rng.choice(self.lightnl_ratios) if lightnl else None,
-            lightnl_stride=rng.choice(self.lightnl_strides) if lightnl else 1)
+            lightnl_stride=rng.choice(self.lightnl_strides) if lightnl else 1,
+            se_ratio=rng.choice(self.se_ratios))
 
     def check(self, decision: BlockDecision) -> None:
         """Raises ValueError when the decision is not one of this block's choices."""
@@ -111,6 +133,8 @@ class SearchBlock:
             problems.append(f"kernel {decision.kernel_size} not in {self.kernel_sizes}")
         if decision.expand_ratio not in self.expand_ratios:
             problems.append(f"expansion {decision.expand_ratio} not in {self.expand_ratios}")
+        if decision.se_ratio not in self.se_ratios:
+            problems.append(f"SE ratio {decision.se_ratio} not in {self.se_ratios}")
         if decision.lightnl_ratio is not None:
             if not self.has_lightnl:
                 problems.append("no LightNL candidate here")
@@ -127,19 +151,23 @@ class SearchBlock:
 
 @dataclasses.dataclass(frozen=True)
 class BlockDecision:
-    """The hard decisions of one block. ``lightnl_ratio=None``: no LightNL inserted."""
+    """The hard decisions of one block. ``lightnl_ratio=None``: no LightNL inserted;
+    ``se_ratio=None``: no squeeze-and-excitation."""
 
     keep: bool
     kernel_size: int
     expand_ratio: int
     lightnl_ratio: float | None = None
     lightnl_stride: int = 1
+    se_ratio: float | None = None
 
     def label(self) -> str:
-        """Short text such as 'k5 e6 NL1/4-s2' or 'skip'."""
+        """Short text such as 'k5 e6 SE1/4 NL1/4-s2' or 'skip'."""
         if not self.keep:
             return "skip"
         text = f"k{self.kernel_size} e{self.expand_ratio}"
+        if self.se_ratio:
+            text += f" SE{_fraction(self.se_ratio)}"
         if self.lightnl_ratio is not None:
             text += f" NL{_fraction(self.lightnl_ratio)}-s{self.lightnl_stride}"
         return text
@@ -194,7 +222,7 @@ class SearchSpace:
                 repeats=1, kernel_sizes=(decision.kernel_size,),
                 strides=(block.stride, block.stride), expand_ratio=decision.expand_ratio,
                 input_filters=block.input_filters, output_filters=block.output_filters,
-                se_ratio=block.se_ratio, swish=swish,
+                se_ratio=decision.se_ratio, swish=swish,
                 nonlocal_ratio=decision.lightnl_ratio,
                 nonlocal_stride=decision.lightnl_stride if decision.lightnl_ratio else 1))
         return tuple(rows)
@@ -202,6 +230,65 @@ class SearchSpace:
     def child_spec(self, decisions: Sequence[BlockDecision], name: str = "searched") -> ModelSpec:
         """The child as the `ModelSpec` that ``resolve_model_spec(arch.txt)`` returns."""
         return spec_from_blocks(name, self.child_blocks(decisions))
+
+
+class ArchNotInSpaceError(ValueError):
+    """An architecture that no setting of the space's indicators produces; names the block."""
+
+
+def decisions_for_arch(space: SearchSpace, blocks: Sequence[BlockSpec]) -> tuple[BlockDecision, ...]:
+    """The decisions under which ``space`` produces the architecture ``blocks`` (codec rows).
+
+    The architecture's blocks are matched to the space's in order, stage by stage: a space block
+    whose channels and stride fit the next architecture block takes its kernel, expansion, SE
+    and LightNL choices; a skippable space block that does not fit is skipped. Inverse of
+    `SearchSpace.child_blocks`: ``child_blocks(decisions_for_arch(space, b)) == b`` for every
+    architecture the space contains.
+
+    Raises:
+      ArchNotInSpaceError: naming the first architecture block the space cannot express.
+    """
+    rows = expand_repeats(blocks)
+    swish = space.activation == "swish"
+    decisions: list[BlockDecision] = []
+    position = 0
+    for block in space.blocks:
+        row = rows[position] if position < len(rows) else None
+        fits = (row is not None and row.input_filters == block.input_filters
+                and row.output_filters == block.output_filters and row.stride == block.stride)
+        if not fits:
+            if not block.skippable:
+                what = "nothing" if row is None else f"block {position} ({_describe(row)})"
+                raise ArchNotInSpaceError(
+                    f"the architecture has {what} where the space needs block {block.index} "
+                    f"(i{block.input_filters} o{block.output_filters} s{block.stride}, not "
+                    "skippable)")
+            decisions.append(block.smallest())
+            continue
+        decision = BlockDecision(
+            True, row.kernel_sizes[0] if len(row.kernel_sizes) == 1 else -1, row.expand_ratio,
+            row.nonlocal_ratio, row.nonlocal_stride if row.nonlocal_ratio else 1, row.se_ratio or None)
+        problems = []
+        try:
+            block.check(decision)
+        except ValueError as e:
+            problems.append(str(e).split(": ", 2)[-1])
+        if row.swish != swish or not row.id_skip or row.expand_kernel != 1 \
+                or row.project_kernel != 1:
+            problems.append("activation, skip or 1x1 convolutions differ from the space's")
+        if problems:
+            raise ArchNotInSpaceError(f"architecture block {position} ({_describe(row)}) is not "
+                                      f"a choice of space block {block.index}: {problems[0]}")
+        decisions.append(decision)
+        position += 1
+    if position < len(rows):
+        raise ArchNotInSpaceError(f"architecture block {position} ({_describe(rows[position])}) "
+                                  "and after have no place left in the space")
+    return tuple(decisions)
+
+
+def _describe(row: BlockSpec) -> str:
+    return encode_block(row)
 
 
 # -- config parsing ------------------------------------------------------------------------------
@@ -275,6 +362,31 @@ def _check_bool(value, key):
         raise SearchSpaceError(f"search space: {key}={value!r}: expected True or False")
 
 
+def _stage_se_choices(stage: Mapping, where: str, repeats: int) -> list[tuple]:
+    """Per block of a stage, its SE choices (ascending, None = no SE first).
+
+    ``se_ratio`` fixes the SE of every block (or of each block, as a list); ``se_ratios`` makes
+    it a searched choice among the listed ratios (0 = no SE), the same for every block.
+    """
+    fixed, searched = stage.get("se_ratio"), stage.get("se_ratios")
+    if fixed is not None and searched is not None:
+        raise SearchSpaceError(f"search space: {where}se_ratio and {where}se_ratios are "
+                               "exclusive: fix the SE ratio or list its choices, not both")
+    if searched is None:
+        values = _per_block(0.0 if fixed is None else fixed, where + "se_ratio", repeats,
+                            _check_se)
+        return [(float(v) or None,) for v in values]
+    values = (tuple(searched) if isinstance(searched, Sequence) and not isinstance(searched, str)
+              else (searched,))
+    if not values:
+        raise SearchSpaceError(f"search space: {where}se_ratios=(): expected SE ratio choices")
+    for v in values:
+        _check_se(v, where + "se_ratios")
+    ratios = sorted({float(v) for v in values})
+    choices = tuple(r or None for r in ratios)  # 0 -> None (no SE), which sorts first
+    return [choices] * repeats
+
+
 def _as_dict(value, key: str) -> Mapping:
     if hasattr(value, "to_dict"):
         value = value.to_dict()
@@ -334,7 +446,7 @@ def space_from_config(config) -> SearchSpace:
         choices = {key: (_choices(stage[key], where + key, kinds[key])
                          if stage.get(key) is not None else default)
                    for key, default in defaults.items()}
-        se_ratios = _per_block(stage.get("se_ratio", 0.0), where + "se_ratio", repeats, _check_se)
+        se_choices = _stage_se_choices(stage, where, repeats)
         lightnl = _per_block(stage.get("lightnl", True), where + "lightnl", repeats, _check_bool)
         skip = stage.get("skip", True)
         _check_bool(skip, where + "skip")
@@ -346,7 +458,7 @@ def space_from_config(config) -> SearchSpace:
                 index=len(blocks), stage=s, position=position, input_filters=c_in,
                 output_filters=filters, stride=block_stride,
                 kernel_sizes=choices["kernel_sizes"], expand_ratios=choices["expand_ratios"],
-                se_ratio=float(se_ratios[position]) or None,
+                se_ratios=se_choices[position],
                 # Only a block with an identity shortcut can become the identity.
                 skippable=skip and not first and c_in == filters and block_stride == 1,
                 lightnl_ratios=choices["lightnl_ratios"] if lightnl[position] else (),

@@ -38,12 +38,13 @@ def gate_names(block: SearchBlock) -> list[tuple[str, str, int | None]]:
     """(metric name, gate key, list index) of each indicator of a block, e.g. 'block_03/kernel5'.
 
     Each name says what the indicator switches on: ``keep``, ``kernel<k>``, ``expand<e>``,
-    ``lightnl``, ``lightnl_ratio<r>``, ``lightnl_stride<s>``.
+    ``se<r>``, ``lightnl``, ``lightnl_ratio<r>``, ``lightnl_stride<s>``.
     """
     prefix = f"block_{block.index:02d}/"
     names = [(prefix + "keep", "keep", None)] if block.skippable else []
     names += [(prefix + f"kernel{k}", "kernel", j) for j, k in enumerate(block.kernel_sizes[1:])]
     names += [(prefix + f"expand{e}", "expand", j) for j, e in enumerate(block.expand_ratios[1:])]
+    names += [(prefix + f"se{r:g}", "se", j) for j, r in enumerate(block.se_ratios[1:])]
     if block.has_lightnl:
         names.append((prefix + "lightnl", "lightnl", None))
         names += [(prefix + f"lightnl_ratio{r:g}", "lightnl_ratio", j)
@@ -62,7 +63,12 @@ class Supernet(keras.Model):
         depth_divisor: as `autonl_tf.models.build_model` (the child is built with the same).
       temperature: of the indicators' sigmoid gradient.
       score_gradient: see `SuperMBConvBlock` (default off: thresholds alone move decisions).
-      objective: the search loss; None = cross-entropy only (lambda = 0).
+      objective: the search loss; None = cross-entropy only (lambda = 0). Its ``warmup_steps``
+        also set the weights-only warm-up: no cost term, thresholds frozen, indicators dropped.
+      indicator_keep_probability: during the warm-up, each indicator of each block is kept with
+        this probability at every step (else it is switched off for that step: a smaller kernel,
+        expansion or SE, no LightNL, a skipped block...), so that every sub-choice gets trained
+        (Single-Path NAS); 1.0 = the largest child only.
       log_indicators: ``train_step``/``test_step`` logs include every indicator as
         ``indicator/block_<i>/<decision>`` (0/1). The search program turns this off and writes
         them to TensorBoard itself, to keep its console lines short.
@@ -72,7 +78,8 @@ class Supernet(keras.Model):
                  width_multiplier: float = 1.0, dropout_rate: float = 0.2,
                  bn_momentum: float = 0.99, bn_epsilon: float = 1e-3, depth_divisor: int = 8,
                  temperature: float = 1.0, score_gradient: bool = False,
-                 objective: SearchObjective | None = None, log_indicators: bool = True,
+                 objective: SearchObjective | None = None,
+                 indicator_keep_probability: float = 1.0, log_indicators: bool = True,
                  name: str = "supernet", **kwargs):
         # No autocast in the model's own scope: the indicators are computed here from float32
         # weights, whatever the compute dtype of the blocks.
@@ -88,6 +95,10 @@ class Supernet(keras.Model):
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
         self.objective = objective or SearchObjective(cost_loss="log", cost_weight=0.0)
+        if not 0.0 < indicator_keep_probability <= 1.0:
+            raise ValueError("indicator_keep_probability must be in (0, 1], got "
+                             f"{indicator_keep_probability}")
+        self.indicator_keep_probability = float(indicator_keep_probability)
         self.log_indicators = log_indicators
         self.search_cost = SearchCost(space, image_size, num_classes, width_multiplier,
                                       depth_divisor)
@@ -108,7 +119,7 @@ class Supernet(keras.Model):
                 layer = SuperMBConvBlock(
                     c_in, c_out, kernel_choices=block.kernel_sizes,
                     expand_choices=block.expand_ratios, strides=block.stride,
-                    se_ratio=block.se_ratio, skippable=block.skippable,
+                    se_choices=block.se_ratios, skippable=block.skippable,
                     lightnl_ratios=block.lightnl_ratios, lightnl_strides=block.lightnl_strides,
                     activation=space.activation, temperature=temperature,
                     score_gradient=score_gradient, bn_momentum=bn_momentum,
@@ -262,10 +273,48 @@ class Supernet(keras.Model):
             return data["images"], data["labels"]
         return data[0], data[1]
 
-    def search_losses(self, images, labels, training: bool = True) -> dict:
-        """Forward pass and every loss term (float32 scalars), for ``train_step`` and tests."""
+    def deciding(self, step=None) -> tf.Tensor:
+        """1.0 once the warm-up is over (thresholds train, cost acts), else 0.0 (float32)."""
+        step = self.optimizer.iterations if step is None else step
+        return tf.cast(tf.cast(step, tf.int64) >= self.objective.warmup_steps, tf.float32)
+
+    def dropped_gates(self, gates: dict[str, dict], keep_probability: float,
+                      active: tf.Tensor) -> dict[str, dict]:
+        """``gates`` with each decision indicator switched off with probability 1 - keep.
+
+        ``active`` (0/1 float32) turns the dropout on; one draw per indicator per call, shared
+        by the batch. Fixed parts ('keep' of a block that cannot be skipped) are left alone.
+        """
+        if keep_probability >= 1.0:
+            return gates
+
+        def drop(gate):
+            kept = tf.cast(tf.random.uniform([]) < keep_probability, tf.float32)
+            return gate * (1.0 - active * (1.0 - kept))
+
+        dropped = {}
+        for layer in self.searchable_layers:
+            block_gates = dict(gates[layer.name])
+            for key, value in block_gates.items():
+                if key == "keep" and not layer.skippable:
+                    continue
+                if key == "lightnl" and layer.lightnl is None:
+                    continue
+                block_gates[key] = ([drop(g) for g in value] if isinstance(value, list)
+                                    else drop(value))
+            dropped[layer.name] = block_gates
+        return dropped
+
+    def search_losses(self, images, labels, training: bool = True,
+                      forward_gates: dict[str, dict] | None = None) -> dict:
+        """Forward pass and every loss term (float32 scalars), for ``train_step`` and tests.
+
+        ``forward_gates``: the indicators of the forward pass when they differ from the
+        thresholds' (the warm-up's dropped indicators); the cost term always uses the latter.
+        """
         gates = self.block_gates()
-        logits = self(images, training=training, gates=gates)
+        logits = self(images, training=training,
+                      gates=gates if forward_gates is None else forward_gates)
         cross_entropy = self._cross_entropy(labels, logits)
         flat = tf.nest.flatten(gates)
         cost_loss, macs = self.objective.indicator_cost_term(
@@ -284,14 +333,18 @@ class Supernet(keras.Model):
     def train_step(self, data):
         images, labels = self._unpack(data)
         weights, thresholds = self.weight_variables, self.threshold_variables
+        deciding = self.deciding()
         with tf.GradientTape() as tape:
-            terms = self.search_losses(images, labels, training=True)
+            forward = self.dropped_gates(self.block_gates(), self.indicator_keep_probability,
+                                         1.0 - deciding)
+            terms = self.search_losses(images, labels, training=True, forward_gates=forward)
             # Each replica holds 1/num_replicas of the mean; the optimizers sum over replicas.
             loss = self.optimizer.scale_loss(scale_loss_for_distribution(terms["loss"]))
         grads = tape.gradient(loss, weights + thresholds)
         self.optimizer.apply_gradients(zip(grads[:len(weights)], weights, strict=True))
+        # Thresholds are frozen during the warm-up (zero gradient: Adam's moments stay at 0).
         self.threshold_optimizer.apply_gradients(
-            zip(grads[len(weights):], thresholds, strict=True))
+            zip([g * deciding for g in grads[len(weights):]], thresholds, strict=True))
         return self._logs(terms, labels)
 
     @tf.autograph.experimental.do_not_convert
