@@ -83,6 +83,14 @@ def main(argv):
     print(f"searched to step {result['step']} (started at step {result['initial_step']}): "
           f"{summary['macs'] / 1e6:.4g}M MACs{versus}, {summary['params'] / 1e6:.4g}M params; "
           f"architecture {result['arch_file']}")
+    heldout, after_warmup = (summary.get("supernet_heldout_top1"),
+                             summary.get("supernet_heldout_top1_after_warmup"))
+    if heldout is not None:
+        print(f"supernet held-out top-1 (current child, {summary['heldout_images']} eval images): "
+              + (f"{100 * after_warmup:.1f}% at the end of the warm-up (step "
+                 f"{summary['warmup_steps']}), " if after_warmup is not None else "")
+              + f"{100 * heldout:.1f}% at step {summary['heldout'][-1]['step']} "
+              f"(chance {100 / summary['num_classes']:.1f}%)")
     print("".join(line + "\n" for line in summary["arch"]), end="")
 
 

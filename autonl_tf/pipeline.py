@@ -136,6 +136,19 @@ def check_requirements(workdir: str, target: float, within: float | None,
     return failures
 
 
+def supernet_learning_line(summary: dict) -> str:
+    """How well the supernet learned: held-out top-1 at the end of the warm-up and of the search."""
+    chance = 100.0 / summary["num_classes"]
+    after_warmup = summary.get("supernet_heldout_top1_after_warmup")
+    final = summary.get("supernet_heldout_top1")
+    if final is None:
+        return "supernet held-out top-1: not measured"
+    return (f"supernet held-out top-1 ({summary.get('heldout_images', 0)} eval images): "
+            + (f"{100 * after_warmup:.1f}% after the warm-up (step {summary['warmup_steps']}), "
+               if after_warmup is not None else "")
+            + f"{100 * final:.1f}% at the end of the search (chance {chance:.1f}%)")
+
+
 def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: int) -> str:
     """The closing summary: architecture, MACs/params vs target, accuracy, latency, artefacts."""
     search_dir, train_dir, export_dir = (os.path.join(workdir, d) for d in ("search", "train", "export"))
@@ -152,6 +165,7 @@ def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: in
     lines += [f"  {line}" for line in arch_lines]
     lines.append(f"MACs {macs / 1e6:.4f}M vs target {target / 1e6:.4f}M "
                  f"({100 * (macs - target) / target:+.2f}%), params {params / 1e6:.4f}M")
+    lines.append(supernet_learning_line(summary))
     lines.append(f"accuracy ({last['num_images']} eval images, {'EMA' if last.get('ema') else 'raw'}"
                  f" weights, step {last['step']}): top-1 {100 * last['top1']:.1f}%, "
                  f"top-5 {100 * last['top5']:.1f}% (chance {100 / num_classes:.1f}%)")

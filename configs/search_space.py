@@ -30,14 +30,15 @@ architecture format written by the search has no tokens for them.
 Variants: 'autonl' (default; the MobileNetV2-like macro of Single-Path NAS with SE searched in
 the last stages; it contains AutoNL-S and AutoNL-L, see `autonl_tf.search.decisions_for_arch`),
 'single_path' (the same macro without SE, as in Single-Path NAS) and 'tiny' (two blocks per
-searchable stage, SE fixed at 1/2 from the 80-channel stage on; what the demo and tests use).
+searchable stage, SE fixed at 1/2 from the 80-channel stage on; what the demo and tests use) and
+'proxy' (the first stages only, output stride 8: benchmarks/search_quality.py).
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("autonl", "single_path", "tiny")
+VARIANTS = ("autonl", "single_path", "tiny", "proxy")
 
 
 def _stage(filters, repeats, stride, **overrides):
@@ -53,6 +54,8 @@ def _fixed(filters, stride, kernel, expand, se_ratio=0.0):
 def get_config(variant: str = "autonl") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
         raise ValueError(f"search space variant {variant!r}: expected one of {VARIANTS}")
+    if variant == "proxy":
+        return _proxy_config()
     repeats = 2 if variant == "tiny" else 4
     if variant == "autonl":
         # SE searched (none, 1/4, 1/2) where the published networks use it: AutoNL-S puts SE 1/4
@@ -82,4 +85,23 @@ def get_config(variant: str = "autonl") -> ml_collections.ConfigDict:
         lightnl_ratios=(0.125, 0.25),
         lightnl_strides=(1, 2),
         stages=stages,
+    ))
+
+
+def _proxy_config() -> ml_collections.ConfigDict:
+    """The macro's first stages only (output stride 8, no SE): a network whose convolutions
+    reach a limited neighbourhood, for benchmarks/search_quality.py at 64 px, where the label of
+    the embedded dataset depends on two tokens at least 32 px apart."""
+    return ml_collections.ConfigDict(dict(
+        activation="swish",
+        kernel_sizes=(3, 5),
+        expand_ratios=(3, 6),
+        lightnl_ratios=(0.125, 0.25),
+        lightnl_strides=(1, 2),
+        stages=[
+            _fixed(16, 1, kernel=3, expand=1),
+            _stage(24, 2, 2),
+            _stage(40, 3, 2),
+            _stage(80, 2, 1),
+        ],
     ))

@@ -66,7 +66,8 @@ def test_search_writes_outputs_and_resumes_on_two_replicas(tmp_path, data_dir):
     common = [f"--config={_write_config(str(tmp_path))}", f"--model_dir={model_dir}",
               f"--target_flops={target}", "--train_batch_size=8", "--iterations_per_loop=2",
               *to_flags({**small_embedded_overrides(data_dir),
-                         "train.checkpoint_every_steps": 2, "train.log_every_steps": 2})]
+                         "train.checkpoint_every_steps": 2, "train.log_every_steps": 2,
+                         "eval.every_steps": 2, "eval.batch_size": 50, "eval.steps": 2})]
     first = _run(*common, "--train_steps=4")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "started at step 0" in first.stdout
@@ -86,6 +87,15 @@ def test_search_writes_outputs_and_resumes_on_two_replicas(tmp_path, data_dir):
     assert summary["feasible_range"] == [low, high]
     searchable = [b for b in summary["blocks"] if b["searchable"]]
     assert searchable and all(b["thresholds"] and b["scores"] for b in searchable)
+    # How well the supernet learns: held-out top-1 of the current child, at the end of the
+    # warm-up and at the end; printed by the command too.
+    for key in ("supernet_heldout_top1", "supernet_heldout_top1_after_warmup",
+                "supernet_train_top1"):
+        assert 0.0 <= summary[key] <= 1.0, key
+    assert summary["heldout"][-1]["step"] == 4 and summary["heldout_images"] > 0
+    assert summary["supernet_heldout_top1_after_warmup"] == next(
+        row["top1"] for row in summary["heldout"] if row["step"] >= summary["warmup_steps"])
+    assert "supernet held-out top-1" in first.stdout
 
     # Same command, more steps, now on 2 CPU replicas: resumes at step 4 and extends the curve.
     second = _run(*common, "--train_steps=6", "--num_cpu_replicas=2")
@@ -111,3 +121,19 @@ def test_malformed_search_space_names_the_key(tmp_path):
     assert result.returncode == 2
     assert "stages[1].stride=3" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("key", ["search.no_such_key", "nosection.x", "model.drop_connect_rate",
+                                 "model.arch", "train.use_ema", "eval.use_ema",
+                                 "search.space_variant"])
+def test_keys_the_search_does_not_use_are_rejected(tmp_path, key):
+    """Unknown keys and keys of the training config that the search ignores: exit 2, one line
+    naming the key, nothing written."""
+    model_dir = tmp_path / "x"
+    result = _run("--config=search:demo", f"--model_dir={model_dir}", f"--config.{key}=1")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert key in result.stderr and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines()
+                if line.strip() and "cuInit" not in line and "cuda" not in line.lower()
+                and not line.startswith(("I0000", "W0000", "E0000", "WARNING: All log"))]) == 1
+    assert not model_dir.exists()

@@ -28,7 +28,7 @@ def _space_dict(variant="tiny"):
     return search_space_config.get_config(variant).to_dict()
 
 
-@pytest.mark.parametrize("variant", search_space_config.VARIANTS)
+@pytest.mark.parametrize("variant", ["autonl", "single_path", "tiny"])
 def test_variants_parse_into_the_single_path_macro(variant):
     space = space_from_config(search_space_config.get_config(variant))
     repeats = 2 if variant == "tiny" else 4

@@ -237,3 +237,61 @@ def test_short_search_lands_on_its_target(fraction):
         supernet.train_on_batch(*next(batches))
     achieved = supernet.search_cost.macs(current_decisions(supernet))
     assert abs(achieved - target) <= 0.05 * target, (achieved, target)
+
+
+def _lightnl_cross_entropy_grads(supernet, images, labels) -> dict:
+    """{threshold name: d cross-entropy / d threshold} for every LightNL indicator."""
+    names = [n for n in supernet.threshold_values() if "/lightnl" in n]
+    variables = [supernet.threshold_values()[n] for n in names]
+    with tf.GradientTape() as tape:
+        cross_entropy = supernet.search_losses(images, labels)["cross_entropy"]
+    return dict(zip(names, tape.gradient(cross_entropy, variables), strict=True))
+
+
+def test_lightnl_thresholds_get_the_task_gradient_after_the_warmup():
+    """At initialisation the LightNL branch is 0 (BN gamma 0), so the cross-entropy cannot see
+    any LightNL indicator; the weights-only warm-up (with indicator dropout) trains the LightNLs,
+    and from the first decision step on every LightNL threshold (insertion, ratio, stride) gets
+    a non-zero cross-entropy gradient."""
+    keras.utils.set_random_seed(0)
+    space, warmup = micro_space(), 30
+    probe = Supernet(space, num_classes=CLASSES, image_size=64, width_multiplier=WIDTH)
+    target = 0.5 * sum(probe.search_cost.feasible_range())
+    supernet = Supernet(space, num_classes=CLASSES, image_size=64, width_multiplier=WIDTH,
+                        objective=SearchObjective(target_macs=target, warmup_steps=warmup),
+                        indicator_keep_probability=0.6)
+    supernet.compile(keras.optimizers.Adam(3e-3), keras.optimizers.Adam(0.05))
+    batches = _learnable_batches(64, batch=16)
+    images, labels = next(batches)
+    at_init = _lightnl_cross_entropy_grads(supernet, images, labels)
+    assert len(at_init) == sum(len(b.lightnl_ratios) + len(b.lightnl_strides) - 1
+                               for b in space.blocks if b.has_lightnl)
+    assert all(float(g) == 0.0 for g in at_init.values()), at_init
+    thresholds = [float(v) for v in supernet.threshold_variables]
+    for _ in range(warmup):
+        supernet.train_on_batch(*next(batches))
+    # The warm-up trained weights only: every threshold is where it started.
+    assert [float(v) for v in supernet.threshold_variables] == thresholds
+    assert float(supernet.deciding()) == 1.0
+    after = _lightnl_cross_entropy_grads(supernet, *next(batches))
+    zero = [name for name, g in after.items() if g is None or float(g) == 0.0]
+    assert not zero, f"LightNL thresholds without a cross-entropy gradient: {zero}"
+
+
+def test_warmup_drops_indicators_at_random_and_decisions_keep_them():
+    supernet = Supernet(micro_space(), num_classes=CLASSES, image_size=32,
+                        width_multiplier=WIDTH, indicator_keep_probability=0.6)
+    gates = supernet.block_gates()
+    flat = np.array([float(g) for g in tf.nest.flatten(gates)])
+    tf.random.set_seed(0)
+    draws = np.array([[float(g) for g in tf.nest.flatten(
+        supernet.dropped_gates(gates, 0.6, tf.constant(1.0)))] for _ in range(200)])
+    fixed = np.array([float(g) for g in tf.nest.flatten(
+        supernet.dropped_gates(gates, 0.6, tf.constant(0.0)))])
+    np.testing.assert_array_equal(fixed, flat)  # deciding: no dropout
+    decision_gates = draws[:, flat == 1.0]
+    varying = decision_gates.std(axis=0) > 0
+    # Every 'on' indicator is dropped in some draws; fixed 'keep' gates (unskippable) never.
+    unskippable = sum(1 for layer in supernet.searchable_layers if not layer.skippable)
+    assert varying.sum() == decision_gates.shape[1] - unskippable
+    assert 0.5 < decision_gates[:, varying].mean() < 0.7  # kept with probability ~0.6

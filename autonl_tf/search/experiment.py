@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import keras
 import ml_collections
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -43,6 +44,9 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _validate_search_section(search: ml_collections.ConfigDict) -> None:
+    _require(0.0 < search.indicator_keep_probability <= 1.0,
+             "search.indicator_keep_probability must be in (0, 1]")
+    _require(search.bn_recalibration_steps >= 0, "search.bn_recalibration_steps must be >= 0")
     _require(search.cost_loss in COST_LOSSES,
              f"search.cost_loss={search.cost_loss!r}: expected one of {COST_LOSSES}")
     _require(search.cost_weight >= 0, "search.cost_weight (lambda) must be >= 0")
@@ -85,16 +89,41 @@ def resolve_search_config(config: ml_collections.ConfigDict
     if config.search.cost_loss != "log":  # early, before the data is prepared
         _check_target(space, config)
     record = ml_collections.ConfigDict(config.to_dict())
-    # The recipe resolves an architecture; the supernet's largest child stands for it.
+    # The recipe resolves (and validates) a classifier experiment. The keys a search config does
+    # not have take the values the supernet implies; the largest child stands for the
+    # architecture.
+    for dotted, value in _IMPLIED.items():
+        section, key = dotted.split(".")
+        if key not in record[section]:
+            record[section][key] = value
     record.model.arch = encode_arch(space.child_blocks(space.largest()))
     resolved = recipe.resolve_experiment(record)
     resolved.model.name = "supernet"
     # Again with the prepared data (a TFDS dataset brings its own number of classes).
     low, high = _check_target(space, resolved)
     resolved.search.feasible_range = [int(low), int(high)]
-    resolved.search.warmup_steps = int(resolved.search.warmup_fraction
-                                       * resolved.train.total_steps)
+    train = resolved.train
+    resolved.eval.every_steps = int(resolved.eval.every_steps or train.checkpoint_every_steps
+                                    or train.total_steps)
+    resolved.search.warmup_steps = warmup_steps(float(resolved.search.warmup_fraction),
+                                                int(train.total_steps),
+                                                int(resolved.eval.every_steps))
     return resolved, space
+
+
+# What the supernet implies for the classifier keys a search config does not have.
+_IMPLIED = {"model.drop_connect_rate": 0.0, "train.use_ema": False, "train.ema_decay": 0.0,
+            "train.ema_dynamic_decay": False, "train.debug_nan_at_step": 0,
+            "eval.use_ema": False, "eval.timeout_s": 0.0}
+
+
+def warmup_steps(fraction: float, total_steps: int, eval_every: int) -> int:
+    """The warm-up length: ``fraction`` of the steps, rounded to a multiple of the held-out
+    evaluation period (when it fits) so that the end of the warm-up is evaluated."""
+    steps = int(round(fraction * total_steps))
+    if 0 < eval_every < total_steps and steps > 0:
+        steps = max(eval_every, int(round(steps / eval_every)) * eval_every)
+    return min(steps, max(0, total_steps - 1))
 
 
 def build_supernet(resolved: ml_collections.ConfigDict, space: SearchSpace,
@@ -118,14 +147,36 @@ def build_supernet(resolved: ml_collections.ConfigDict, space: SearchSpace,
             bn_momentum=float(resolved.model.bn_momentum),
             bn_epsilon=float(resolved.model.bn_epsilon),
             temperature=float(search.temperature), score_gradient=bool(search.score_gradient),
-            objective=objective, log_indicators=False)
+            objective=objective,
+            indicator_keep_probability=float(search.indicator_keep_probability),
+            log_indicators=False)
 
 
-def build_threshold_optimizer(search: ml_collections.ConfigDict,
-                              total_steps: int) -> keras.optimizers.Optimizer:
-    """The thresholds' optimizer: its learning rate decays to 0 (cosine) over the search."""
-    rate = keras.optimizers.schedules.CosineDecay(float(search.threshold_learning_rate),
-                                                  max(1, int(total_steps)))
+class DecisionPhaseCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """0 during the warm-up, then ``rate`` cosine-decayed to 0 over the remaining steps."""
+
+    def __init__(self, rate: float, warmup_steps: int, total_steps: int):
+        self.rate = float(rate)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        span = float(max(1, self.total_steps - self.warmup_steps))
+        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+        cosine = 0.5 * self.rate * (1.0 + tf.cos(np.pi * progress))
+        return tf.where(step < self.warmup_steps, 0.0, cosine)
+
+    def get_config(self):
+        return {"rate": self.rate, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps}
+
+
+def build_threshold_optimizer(search: ml_collections.ConfigDict, total_steps: int
+                              ) -> keras.optimizers.Optimizer:
+    """The thresholds' optimizer: rate 0 during the warm-up, then cosine-decayed to 0."""
+    rate = DecisionPhaseCosine(float(search.threshold_learning_rate),
+                               int(search.warmup_steps), int(total_steps))
     kind = search.threshold_optimizer
     if kind == "adam":
         return keras.optimizers.Adam(rate, beta_1=float(search.threshold_beta_1),
@@ -146,7 +197,13 @@ def compile_supernet(model: Supernet, resolved: ml_collections.ConfigDict,
 
 
 class SearchRecorder(driver.CheckpointCallback):
-    """Records the cost curve and writes the search outputs at every checkpoint (chief only)."""
+    """Records the search's curves and writes its outputs (chief only).
+
+    Curves: expected MACs, losses and the supernet's training top-1 at every chunk; its held-out
+    top-1/top-5 (the current child on the eval split) at every evaluation. Outputs (arch.txt,
+    search_summary.json, search_history.json, search.png) are rewritten after every checkpoint
+    and every evaluation.
+    """
 
     def __init__(self, supernet: Supernet, model_dir: str, resolved: ml_collections.ConfigDict):
         super().__init__()
@@ -157,33 +214,96 @@ class SearchRecorder(driver.CheckpointCallback):
         self.warmup_steps = int(resolved.search.warmup_steps)
         self.total_steps = int(resolved.train.total_steps)
         self.history: list[dict] = []
+        self.heldout: list[dict] = []
         self.last_summary: dict | None = None
+        self._step = 0
 
     def on_train_begin(self, logs=None):
-        # After the driver's restore: keep the curve of the run being resumed, up to its step.
+        # After the driver's restore: keep the curves of the run being resumed, up to its step.
         step = int(self.supernet.optimizer.iterations.numpy())
+        self._step = step
         self.history = report.read_history(self.model_dir, up_to_step=step) if step else []
+        self.heldout = report.read_heldout(self.model_dir, up_to_step=step) if step else []
         if not self.history:  # the curve starts at the initial child (all indicators on)
             self.history = [{"step": step, "expected_macs": float(
                 self.supernet.search_cost.macs(current_decisions(self.supernet)))}]
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
+        self._step = int(batch)
         if "expected_macs" in logs:
             self.history.append({key: float(logs[key]) for key in
-                                 ("expected_macs", "cross_entropy", "cost_loss", "loss")
-                                 if key in logs} | {"step": int(batch)})
+                                 ("expected_macs", "cross_entropy", "cost_loss", "loss",
+                                  "accuracy") if key in logs} | {"step": int(batch)})
+
+    def on_test_end(self, logs=None):
+        logs = logs or {}
+        if "top1" not in logs:
+            return
+        step = int(logs.get("step", self._step))
+        self.heldout = [row for row in self.heldout if row["step"] != step]
+        self.heldout.append({"step": step, "top1": float(logs["top1"]),
+                             "top5": float(logs.get("top5", float("nan"))),
+                             "num_images": int(logs.get("num_images", 0))})
+        logging.info("step %d: supernet held-out top-1 %.1f%% (%s)", step,
+                     100 * float(logs["top1"]),
+                     "warm-up" if step <= self.warmup_steps else "deciding")
+        self._write(step)
 
     def on_checkpoint(self, step: int, checkpoint_path: str, logs: Mapping[str, float]) -> None:
+        self._write(step)
+        if self.is_chief:
+            logging.info("step %d: searched child %.4gM MACs%s -> %s", step,
+                         self.last_summary["macs"] / 1e6,
+                         f" (target {self.target / 1e6:.4g}M)" if self.target else "",
+                         os.path.join(self.model_dir, report.ARCH_FILE))
+
+    def _write(self, step: int) -> None:
         if not self.is_chief:
             return
         self.last_summary = report.write_search_outputs(
             self.model_dir, self.supernet, step, self.history, target_macs=self.target,
-            warmup_steps=self.warmup_steps, total_steps=self.total_steps)
-        logging.info("step %d: searched child %.4gM MACs%s -> %s", step,
-                     self.last_summary["macs"] / 1e6,
-                     f" (target {self.target / 1e6:.4g}M)" if self.target else "",
-                     os.path.join(self.model_dir, report.ARCH_FILE))
+            warmup_steps=self.warmup_steps, total_steps=self.total_steps, heldout=self.heldout)
+
+
+def heldout_evaluator(model: Supernet, strategy: tf.distribute.Strategy,
+                      train_dataset_fn, eval_dataset_fn, eval_steps: int | None,
+                      recalibration_steps: int, recalibration_momentum: float = 0.9):
+    """A driver ``eval_fn``: top-1/top-5 of the supernet's current child on held-out images.
+
+    The supernet's BatchNorm moving statistics average over every child the warm-up sampled;
+    the child being evaluated has statistics of its own. Before each evaluation they are
+    re-estimated for that child from ``recalibration_steps`` training batches (forward passes
+    only, no weight update; the usual recalibration of one-shot NAS), then the exact classifier
+    evaluation runs on the eval split.
+    """
+    from autonl_tf.training import evaluation
+
+    batch_norms = [layer for layer in model._flatten_layers()
+                   if isinstance(layer, keras.layers.BatchNormalization)]
+    calibration = iter(strategy.distribute_datasets_from_function(train_dataset_fn))
+    held_out = strategy.distribute_datasets_from_function(eval_dataset_fn)
+    classifier = evaluation.make_classifier_evaluator(model, strategy)
+
+    @tf.function
+    def forward(batch):
+        strategy.run(lambda b: model(b[0] if isinstance(b, tuple) else b["images"],
+                                     training=True), args=(batch,))
+
+    def evaluate(supernet: Supernet) -> dict:
+        momenta = [layer.momentum for layer in batch_norms]
+        for layer in batch_norms:  # read when `forward` is traced (its first call) only
+            layer.momentum = recalibration_momentum
+        try:
+            for _ in range(recalibration_steps):
+                forward(next(calibration))
+        finally:
+            for layer, momentum in zip(batch_norms, momenta, strict=True):
+                layer.momentum = momentum
+        return evaluation.evaluate_classifier(supernet, strategy, held_out, steps=eval_steps,
+                                              evaluator=classifier)
+
+    return evaluate
 
 
 def indicator_summaries(supernet: Supernet):
@@ -268,11 +388,18 @@ def search_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
     def train_dataset_fn(input_context):
         return data.build_train_dataset(resolved.data, train.batch_size, input_context)
 
+    def eval_dataset_fn(input_context):  # held-out: the eval split, never trained on
+        return data.build_eval_dataset(resolved.data, resolved.eval.batch_size, input_context)
+
     recorder = SearchRecorder(model, model_dir, resolved)
     result = driver.fit(
         model, train_dataset_fn, strategy=strategy, model_dir=model_dir,
         total_steps=train.total_steps, steps_per_loop=train.steps_per_loop,
         checkpoint_every_steps=train.checkpoint_every_steps,
+        eval_dataset_fn=eval_dataset_fn, eval_every_steps=resolved.eval.every_steps,
+        eval_fn=heldout_evaluator(model, strategy, train_dataset_fn, eval_dataset_fn,
+                                  resolved.eval.steps or None,
+                                  int(resolved.search.bn_recalibration_steps)),
         extra_callbacks=[recorder], summary_fn=indicator_summaries(model),
         extra_checkpoint_items={"threshold_optimizer": model.threshold_optimizer},
         log_every_steps=train.log_every_steps, global_batch_size=train.batch_size,
@@ -281,7 +408,8 @@ def search_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
     if chief and recorder.last_summary is None:  # nothing trained (already at the last step)
         recorder.last_summary = report.write_search_outputs(
             model_dir, model, result["step"], recorder.history, target_macs=recorder.target,
-            warmup_steps=recorder.warmup_steps, total_steps=recorder.total_steps)
+            warmup_steps=recorder.warmup_steps, total_steps=recorder.total_steps,
+            heldout=recorder.heldout)
     result.update(config=resolved, model=model, summary=recorder.last_summary,
                   arch_file=os.path.join(model_dir, report.ARCH_FILE))
     return result

@@ -1,7 +1,9 @@
 """The search figure (matplotlib, Agg backend): cost vs step, and the searched network.
 
 Top: expected MACs of the supernet's current child at every recorded step, against the target
-(with a +-5% band) and the feasible range; the cost-free warm-up is shaded.
+(with a +-5% band) and the feasible range; the weights-only warm-up is shaded.
+Middle: how well the supernet learns: training top-1 (of the sampled children during the
+warm-up, of the current child after it) and held-out top-1 of the current child, against chance.
 Bottom: the child block by block: box width ~ kernel size, box height ~ expansion, colour =
 stage; a dashed empty box is a skipped block; a diamond above a block is a LightNL (label
 ratio/stride, filled for stride 1, hollow for stride 2); 'SE' marks squeeze-and-excitation.
@@ -9,6 +11,7 @@ ratio/stride, filled for stride 1, hollow for stride 2); 'SE' marks squeeze-and-
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -77,7 +80,8 @@ def _plot_network(ax, summary: Mapping) -> None:
         ax.text(x, -0.15, f"k{block['kernel_size']}\ne{block['expand_ratio']}", ha="center",
                 va="top", fontsize=7)
         if block["se_ratio"]:
-            ax.text(x, height / 2, "SE", ha="center", va="center", fontsize=6, color="white")
+            ax.text(x, height / 2, f"SE\n{block['se_ratio']:g}", ha="center", va="center",
+                    fontsize=6, color="white")
         if block["lightnl_ratio"]:
             ratio = block["lightnl_ratio"]
             text = f"1/{round(1 / ratio)}" if abs(1 / ratio - round(1 / ratio)) < 1e-6 \
@@ -97,24 +101,48 @@ def _plot_network(ax, summary: Mapping) -> None:
         ax.spines[spine].set_visible(False)
 
 
+def _plot_accuracy(ax, summary: Mapping, history: Sequence[Mapping], warmup_steps: int,
+                   total_steps: int | None) -> None:
+    train = [(row["step"], 100 * row["accuracy"]) for row in history if "accuracy" in row]
+    heldout = [(row["step"], 100 * row["top1"]) for row in summary.get("heldout", [])]
+    if train:
+        ax.plot(*zip(*train, strict=True), color="#9467bd", lw=1.2, label="training top-1")
+    if heldout:
+        ax.plot(*zip(*heldout, strict=True), "o-", color="#2ca02c", lw=1.6, ms=4,
+                label="held-out top-1 (current child)")
+    ax.axhline(100.0 / summary["num_classes"], color="#7f7f7f", ls=":", lw=1, label="chance")
+    if warmup_steps > 0:
+        ax.axvspan(0, warmup_steps, color="#bbbbbb", alpha=0.3)
+    steps = [s for s, _ in train + heldout]
+    ax.set_xlim(0, max([total_steps or 0, summary["step"], *steps, 1]))
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("step")
+    ax.set_ylabel("top-1 (%)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
+    ax.grid(alpha=0.3)
+
+
 def render_search_figure(summary: Mapping, history: Sequence[Mapping], warmup_steps: int = 0,
                          total_steps: int | None = None) -> bytes:
     """PNG bytes of the search figure for a `autonl_tf.search.report.search_summary` dict."""
-    from autonl_tf.search.report import figure_bytes
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 7.5),
-                                      gridspec_kw={"height_ratios": [1.1, 1.0]})
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(13, 10),
+                                              gridspec_kw={"height_ratios": [1.1, 0.8, 1.0]})
     try:
         _plot_cost(top, summary, history, warmup_steps, total_steps)
+        _plot_accuracy(middle, summary, history, warmup_steps, total_steps)
         target = summary.get("target_macs")
         title = (f"AutoNL search, step {summary['step']}: {summary['macs'] / 1e6:.3f}M MACs, "
                  f"{summary['params'] / 1e6:.3f}M params")
         if target:
             title += (f" (target {target / 1e6:.3f}M, "
                       f"{100 * summary['relative_error']:+.2f}%)")
+        if summary.get("supernet_heldout_top1") is not None:
+            title += f"; supernet held-out top-1 {100 * summary['supernet_heldout_top1']:.1f}%"
         top.set_title(title, fontsize=10)
         _plot_network(bottom, summary)
         fig.tight_layout()
-        return figure_bytes(fig)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        return buffer.getvalue()
     finally:
         plt.close(fig)

@@ -2,9 +2,12 @@
 
 * ``arch.txt``: the decoded child in the codec's format (``train_main.py --arch=<this file>``).
 * ``search_summary.json``: per-block decisions, threshold values and scores, per-block and total
-  MACs/params of the child (the profiler's numbers), target, feasible range.
-* ``search_history.json``: (step, expected MACs, cross-entropy, ...) rows; lets a resumed search
-  continue the curve.
+  MACs/params of the child (the profiler's numbers), target, feasible range, and how well the
+  supernet learns: ``supernet_train_top1`` (last training chunk), ``supernet_heldout_top1`` (last
+  held-out evaluation), ``supernet_heldout_top1_after_warmup`` (first evaluation at or after the
+  end of the warm-up), ``heldout`` (every evaluation).
+* ``search_history.json``: (step, expected MACs, cross-entropy, training top-1, ...) rows and the
+  held-out evaluations (step, top-1, top-5); lets a resumed search continue the curves.
 * ``search.png``: cost vs step against the target, and the child drawn block by block.
 
 Files are written atomically (temporary file + rename) through `tf.io.gfile`, so the model dir
@@ -13,7 +16,6 @@ may be a GCS bucket.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -26,8 +28,9 @@ from autonl_tf.search.layers import SuperMBConvBlock
 from autonl_tf.search.space import BlockDecision
 from autonl_tf.search.supernet import Supernet, gate_names
 
-__all__ = ["ARCH_FILE", "FIGURE_FILE", "HISTORY_FILE", "SUMMARY_FILE", "read_history",
-           "search_summary", "write_atomic", "write_search_outputs"]
+__all__ = ["ARCH_FILE", "FIGURE_FILE", "HISTORY_FILE", "SUMMARY_FILE", "learning_summary",
+           "read_heldout", "read_history", "search_summary", "write_atomic",
+           "write_search_outputs"]
 
 ARCH_FILE = "arch.txt"
 SUMMARY_FILE = "search_summary.json"
@@ -43,14 +46,40 @@ def write_atomic(path: str, data: str | bytes) -> None:
     tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
-def read_history(model_dir: str, up_to_step: int | None = None) -> list[dict]:
-    """The recorded history rows (those at or before ``up_to_step``), [] when there is none."""
+def _read_history_key(model_dir: str, key: str, up_to_step: int | None) -> list[dict]:
     path = os.path.join(model_dir, HISTORY_FILE)
     if not tf.io.gfile.exists(path):
         return []
     with tf.io.gfile.GFile(path) as f:
-        rows = json.load(f).get("rows", [])
+        rows = json.load(f).get(key, [])
     return [r for r in rows if up_to_step is None or r["step"] <= up_to_step]
+
+
+def read_history(model_dir: str, up_to_step: int | None = None) -> list[dict]:
+    """The recorded history rows (those at or before ``up_to_step``), [] when there is none."""
+    return _read_history_key(model_dir, "rows", up_to_step)
+
+
+def read_heldout(model_dir: str, up_to_step: int | None = None) -> list[dict]:
+    """The recorded held-out evaluations (step, top1, top5, num_images), [] when none."""
+    return _read_history_key(model_dir, "heldout", up_to_step)
+
+
+def learning_summary(history: Sequence[Mapping], heldout: Sequence[Mapping],
+                     warmup_steps: int) -> dict:
+    """How well the supernet learns: last training top-1, held-out top-1 at the end and at the
+    end of the warm-up (the first evaluation at or after it); None where not measured."""
+    train = [row["accuracy"] for row in history if "accuracy" in row]
+    after_warmup = [row for row in heldout if row["step"] >= warmup_steps]
+    return {
+        "supernet_train_top1": float(train[-1]) if train else None,
+        "supernet_heldout_top1": float(heldout[-1]["top1"]) if heldout else None,
+        "supernet_heldout_top1_after_warmup": (float(after_warmup[0]["top1"])
+                                               if after_warmup else None),
+        "heldout_images": int(heldout[-1].get("num_images", 0)) if heldout else 0,
+        "warmup_steps": int(warmup_steps),
+        "heldout": [dict(row) for row in heldout],
+    }
 
 
 def _block_rows(supernet: Supernet, decisions: Sequence[BlockDecision]) -> list[dict]:
@@ -118,15 +147,17 @@ def write_search_outputs(model_dir: str, supernet: Supernet, step: int,
                          history: Sequence[Mapping[str, float]] = (),
                          target_macs: float | None = None,
                          warmup_steps: int = 0, total_steps: int | None = None,
-                         figure: bool = True) -> dict:
+                         figure: bool = True, heldout: Sequence[Mapping] = ()) -> dict:
     """Writes arch.txt, search_summary.json, search_history.json and search.png; returns the
     summary."""
     tf.io.gfile.makedirs(model_dir)
     summary = search_summary(supernet, step, target_macs)
+    summary.update(learning_summary(history, heldout, warmup_steps))
     write_atomic(os.path.join(model_dir, ARCH_FILE), "\n".join(summary["arch"]) + "\n")
     write_atomic(os.path.join(model_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
     write_atomic(os.path.join(model_dir, HISTORY_FILE),
-                 json.dumps({"rows": [dict(r) for r in history]}) + "\n")
+                 json.dumps({"rows": [dict(r) for r in history],
+                             "heldout": [dict(r) for r in heldout]}) + "\n")
     if figure:
         from autonl_tf.search.figure import render_search_figure
 
@@ -134,9 +165,3 @@ def write_search_outputs(model_dir: str, supernet: Supernet, step: int,
                                    total_steps=total_steps)
         write_atomic(os.path.join(model_dir, FIGURE_FILE), png)
     return summary
-
-
-def figure_bytes(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()

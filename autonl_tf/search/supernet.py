@@ -165,6 +165,11 @@ class Supernet(keras.Model):
         self.built = True
 
     @property
+    def output_shape(self) -> tuple:
+        """(None, num_classes): logits, as a functional classifier reports it."""
+        return (None, self.num_classes)
+
+    @property
     def searchable_layers(self) -> list[SuperMBConvBlock]:
         return [layer for layer in self.search_blocks if isinstance(layer, SuperMBConvBlock)]
 
