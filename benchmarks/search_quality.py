@@ -51,8 +51,8 @@ flags.DEFINE_float("target_fraction", 0.5, "MACs target: this fraction of the wa
                    "smallest to the largest child of the proxy space.")
 flags.DEFINE_float("macs_tolerance", 0.02, "Equal MACs: every compared child within this "
                    "relative distance of the target.")
-flags.DEFINE_integer("search_steps", 1200, "Steps of each search (batch 32).")
-flags.DEFINE_integer("train_steps", 1500, "Retraining steps of each child (batch 64).")
+flags.DEFINE_integer("search_steps", 1000, "Steps of each search (batch 32).")
+flags.DEFINE_integer("train_steps", 600, "Retraining steps of each child (batch 64).")
 flags.DEFINE_list("seeds", ["0", "1"], "Retraining seeds (every child is retrained once each).")
 flags.DEFINE_integer("search_seed", 0, "Seed of the three searches.")
 flags.DEFINE_integer("num_random", 5, "Random architectures of the space at the target.")

@@ -5,10 +5,13 @@ import json
 from autonl_tf import pipeline
 
 
-def write_run(workdir, macs, top1):
+def write_run(workdir, macs, top1, supernet=(0.25, 0.4)):
     (workdir / "search").mkdir(parents=True)
     (workdir / "train").mkdir()
-    (workdir / "search" / "search_summary.json").write_text(json.dumps({"macs": macs}))
+    (workdir / "search" / "search_summary.json").write_text(json.dumps({
+        "macs": macs, "supernet_heldout_top1_after_warmup": supernet[0],
+        "supernet_heldout_top1": supernet[1], "num_classes": 10, "warmup_steps": 1000,
+        "heldout_images": 600}))
     (workdir / "train" / "eval_results.json").write_text(
         json.dumps([{"step": 1, "top1": 0.05}, {"step": 2, "top1": top1}]))
 
@@ -25,3 +28,14 @@ def test_requirements_fail_with_reasons(tmp_path):
     assert len(failures) == 2
     assert "not within 5% of the target 1000000" in failures[0]
     assert "top-1 0.200 is below the required 0.300" in failures[1]
+
+
+def test_supernet_requirement_and_summary_line(tmp_path):
+    write_run(tmp_path, macs=1_000_000, top1=0.8, supernet=(0.15, 0.4))
+    failures = pipeline.check_requirements(str(tmp_path), 1e6, None, None, min_supernet_top1=0.2)
+    assert failures == ["supernet held-out top-1 at the end of the warm-up is 0.15 (required "
+                        "0.200)"]
+    summary = json.loads((tmp_path / "search" / "search_summary.json").read_text())
+    line = pipeline.supernet_learning_line(summary)
+    assert line == ("supernet held-out top-1 (600 eval images): 15.0% after the warm-up "
+                    "(step 1000), 40.0% at the end of the search (chance 10.0%)")

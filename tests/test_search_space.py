@@ -173,3 +173,33 @@ def test_an_architecture_outside_the_space_names_the_block():
         decisions_for_arch(space, blocks)
     with pytest.raises(ArchNotInSpaceError, match="no place left"):
         decisions_for_arch(space, list(resolve_model_spec("autonl_s").blocks) * 2)
+
+
+def test_warmup_ends_on_an_evaluation_and_thresholds_rest_until_then():
+    from autonl_tf.search.experiment import DecisionPhaseCosine, warmup_steps
+
+    assert warmup_steps(0.625, 1600, 200) == 1000  # Single-Path NAS's share, on an eval step
+    assert warmup_steps(0.625, 10009, 1000) == 6000
+    assert warmup_steps(0.625, 10009, 0) == 6256
+    assert warmup_steps(0.0, 100, 10) == 0
+    assert warmup_steps(0.99, 100, 1000) == 99  # never the whole search
+    schedule = DecisionPhaseCosine(0.05, warmup_steps=100, total_steps=300)
+    rates = [float(schedule(step)) for step in (0, 99, 100, 200, 300)]
+    assert rates[:2] == [0.0, 0.0] and rates[2] == pytest.approx(0.05)
+    assert rates[3] == pytest.approx(0.025) and rates[4] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_search_config_has_no_key_the_search_ignores():
+    import configs.search as search_config
+    from autonl_tf.training.config import ConfigError, load_config
+
+    for variant in search_config.VARIANTS:
+        config = search_config.get_config(variant)
+        for dotted in search_config.UNUSED_KEYS:
+            section, key = dotted.split(".")
+            assert key not in config[section], dotted
+        assert "space_variant" not in config.search
+    for dotted in ("model.drop_connect_rate", "train.use_ema", "eval.timeout_s",
+                   "search.space_variant", "search.no_such_key"):
+        with pytest.raises(ConfigError, match=dotted.replace(".", r"\.")):
+            load_config("search:demo", {dotted: 1})

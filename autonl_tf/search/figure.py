@@ -45,7 +45,7 @@ def _plot_cost(ax, summary: Mapping, history: Sequence[Mapping], warmup_steps: i
     ax.axhline(high / 1e6, color="#7f7f7f", ls=":", lw=1)
     ax.axhline(low / 1e6, color="#7f7f7f", ls=":", lw=1, label="feasible range")
     if warmup_steps > 0:
-        ax.axvspan(0, warmup_steps, color="#bbbbbb", alpha=0.3, label="warm-up (no cost term)")
+        ax.axvspan(0, warmup_steps, color="#bbbbbb", alpha=0.3, label="warm-up (weights only)")
     right = max([total_steps or 0, summary["step"], *steps, 1])
     ax.set_xlim(0, right)
     ax.set_xlabel("step")
