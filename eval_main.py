@@ -36,17 +36,16 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    with cli.exit_on_user_errors():
-        from autonl_tf.training import experiment
+    from autonl_tf.training import experiment
 
-        strategy = cli.strategy_from_flags()
-        records = experiment.evaluate_experiment(
-            FLAGS.model_dir, strategy=strategy,
-            data_overrides={"data_dir": FLAGS.data_dir} if FLAGS.data_dir else None,
-            eval_batch_size=FLAGS.eval_batch_size, use_ema=FLAGS.use_ema,
-            continuous=FLAGS.continuous, timeout_s=FLAGS.eval_timeout,
-            checkpoint_path=FLAGS.checkpoint_path, arch=FLAGS.arch,
-            eval_steps=FLAGS.eval_steps, export_dir=FLAGS.export_dir)
+    strategy = cli.strategy_from_flags()
+    records = experiment.evaluate_experiment(
+        FLAGS.model_dir, strategy=strategy,
+        data_overrides={"data_dir": FLAGS.data_dir} if FLAGS.data_dir else None,
+        eval_batch_size=FLAGS.eval_batch_size, use_ema=FLAGS.use_ema,
+        continuous=FLAGS.continuous, timeout_s=FLAGS.eval_timeout,
+        checkpoint_path=FLAGS.checkpoint_path, arch=FLAGS.arch,
+        eval_steps=FLAGS.eval_steps, export_dir=FLAGS.export_dir)
     for r in records:
         print(f"step {r['step']}: top1 {r['top1']:.4f} top5 {r['top5']:.4f} loss {r['loss']:.4f} "
               f"({r['num_images']} images, {'EMA' if r['ema'] else 'raw'} weights)")
@@ -55,4 +54,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)

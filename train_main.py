@@ -54,17 +54,16 @@ _FLAG_OVERRIDES = {
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    with cli.exit_on_user_errors():
-        from autonl_tf.training import experiment
+    from autonl_tf.training import experiment
 
-        config = _CONFIG.value
-        config_lib.apply_overrides(config, {key: getattr(FLAGS, name)
-                                            for name, key in _FLAG_OVERRIDES.items()
-                                            if getattr(FLAGS, name) is not None})
-        strategy = cli.strategy_from_flags()
-        result = experiment.train_experiment(config, model_dir=FLAGS.model_dir,
-                                             strategy=strategy, mode=FLAGS.mode,
-                                             export_dir=FLAGS.export_dir)
+    config = _CONFIG.value
+    config_lib.apply_overrides(config, {key: getattr(FLAGS, name)
+                                        for name, key in _FLAG_OVERRIDES.items()
+                                        if getattr(FLAGS, name) is not None})
+    strategy = cli.strategy_from_flags()
+    result = experiment.train_experiment(config, model_dir=FLAGS.model_dir,
+                                         strategy=strategy, mode=FLAGS.mode,
+                                         export_dir=FLAGS.export_dir)
     logs = " ".join(f"{k}={v:.4f}" for k, v in result["train_logs"].items())
     print(f"trained to step {result['step']} (started at step {result['initial_step']}): {logs}; "
           f"checkpoint {result['checkpoint']}")
@@ -76,4 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)
