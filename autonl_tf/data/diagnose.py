@@ -180,8 +180,10 @@ def count_damaged_records(cfg: ml_collections.ConfigDict, split: str) -> dict[st
     return counts
 
 
+# What iterating a pipeline over damaged records raises. UnicodeDecodeError: TensorFlow fails
+# to decode its own error message when that quotes the bytes of an unparsable record.
 _INPUT_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
-                 tf.errors.OutOfRangeError)
+                 tf.errors.OutOfRangeError, UnicodeDecodeError)
 
 
 def explain(error: BaseException, since: int = 0) -> DataError | None:

@@ -47,12 +47,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is the whole story: printed as one line, no traceback."""
     from autonl_tf.arch import ArchError
     from autonl_tf.data import DataError
-    from autonl_tf.training.checkpoints import CheckpointMismatchError, NoCheckpointError
+    from autonl_tf.training.checkpoints import (
+        CheckpointMismatchError,
+        ModelDirBusyError,
+        NoCheckpointError,
+    )
     from autonl_tf.training.config import ConfigError
     from autonl_tf.training.strategy import StrategyError
 
     errors: list[type[BaseException]] = [ArchError, DataError, ConfigError, StrategyError,
-                                         CheckpointMismatchError, NoCheckpointError]
+                                         CheckpointMismatchError, NoCheckpointError,
+                                         ModelDirBusyError]
     for module, names in (("autonl_tf.export", ("ExportError",)),
                           ("autonl_tf.search", ("SearchSpaceError", "TargetError"))):
         try:
