@@ -36,7 +36,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from autonl_tf.training import experiment
+    from autonl_tf.training import evaluation, experiment
 
     strategy = cli.strategy_from_flags()
     records = experiment.evaluate_experiment(
@@ -47,8 +47,8 @@ def main(argv):
         checkpoint_path=FLAGS.checkpoint_path, arch=FLAGS.arch,
         eval_steps=FLAGS.eval_steps, export_dir=FLAGS.export_dir)
     for r in records:
-        print(f"step {r['step']}: top1 {r['top1']:.4f} top5 {r['top5']:.4f} loss {r['loss']:.4f} "
-              f"({r['num_images']} images, {'EMA' if r['ema'] else 'raw'} weights)")
+        print(f"step {r['step']} ({'EMA' if r['ema'] else 'raw'} weights): "
+              f"{evaluation.describe(r)}")
     if not records:
         print("no new checkpoint evaluated")
 

@@ -202,7 +202,7 @@ def test_commands_exit_2_with_one_line_on_damaged_data(own_data, tmp_path):
     data_dir, index = damaged_copy(own_data, str(tmp_path / "d"), "corrupt_jpeg")
     model_dir = tmp_path / "m"
     args = ["--config=demo", f"--model_dir={model_dir}",
-            *to_flags({k: v for k, v in testing.tiny_overrides(data_dir, 2).items()
+            *to_flags({k: v for k, v in testing.tiny_overrides(data_dir, 6).items()
                        if not k.startswith("data.embedded.")})]
     completed = subprocess.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
                                env=subprocess_env(), capture_output=True, text=True, timeout=300)

@@ -39,7 +39,8 @@ class _EvalResultsWriter(keras.callbacks.Callback):
             evaluation.append_eval_result(self.model_dir, {
                 "step": int(logs["step"]), "checkpoint": f"ckpt-{int(logs['step'])}",
                 "top1": logs["top1"], "top5": logs["top5"], "loss": logs["loss"],
-                "num_images": logs["num_images"], "ema": bool(logs["ema"]),
+                "num_images": logs["num_images"], "num_nonfinite": logs.get("num_nonfinite", 0),
+                "ema": bool(logs["ema"]),
                 "source": "train_and_eval"})
 
 
