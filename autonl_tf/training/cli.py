@@ -185,6 +185,12 @@ def parse_flags(argv: list[str]) -> list[str]:
     program = os.path.basename(argv[0]) if argv else "main"
     try:
         return flags.FLAGS(argv)
+    except SystemExit as e:
+        # absl's --help/--helpfull print the usage and exit 1; asking for help is not an error.
+        if any(a in ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+               for a in argv[1:]):
+            sys.exit(EXIT_OK)
+        raise e
     except flags.Error as e:
         message = _one_line(e)
     except (KeyError, AttributeError) as e:
