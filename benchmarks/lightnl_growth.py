@@ -10,6 +10,9 @@ The aggregation is cubic in its input (|y| <= (H'W'/HW) * rC * max|x|^3), so a f
 of the block inputs becomes orders of magnitude at the output of the next block.
 
     python benchmarks/lightnl_growth.py --model_dir=/tmp/autonl_demo --num_images=600
+
+It ends with the float16/bfloat16 check of every block's aggregation on the same inputs, as
+lightnl.py computes it (1/(H*W) last) and with q scaled by 1/(H*W) first.
 """
 
 from __future__ import annotations
@@ -61,6 +64,56 @@ def _measure(model, images: np.ndarray, batch_stats: bool, batch_size: int) -> d
             "max_logit": float(np.abs(logits[finite]).max()) if finite.any() else float("nan")}
 
 
+def _low_precision_overflows(model, images: np.ndarray, batch_size: int) -> None:
+    """Recomputes each block's aggregation of the inference-mode inputs in float16/bfloat16:
+    as lightnl.py computes it (1/(H*W) applied last) and with q scaled by 1/(H*W) first (the
+    same math in another order). Prints the images with Inf/NaN and the largest relative error."""
+    inputs: dict[str, list[np.ndarray]] = {}
+    original = lightnl_lib.LightNL.call
+
+    def recording_call(self, x, training=None):
+        inputs.setdefault(self.path, []).append(np.asarray(x))
+        return original(self, x, training=training)
+
+    lightnl_lib.LightNL.call = recording_call
+    try:
+        for i in range(0, len(images), batch_size):
+            model(images[i:i + batch_size], training=False)
+    finally:
+        lightnl_lib.LightNL.call = original
+    layers = {layer.path: layer for layer in model._flatten_layers()
+              if isinstance(layer, lightnl_lib.LightNL)}
+
+    def prescaled(x, ratio, stride, order):
+        b, h, w, c = x.shape
+        rc = cost.lightnl_channels(c, ratio)
+        query = tf.reshape(x[..., :rc], [b, h * w, rc]) * tf.cast(1.0 / (h * w), x.dtype)
+        sub = x[:, ::stride, ::stride, :]
+        key, value = tf.reshape(sub[..., :rc], [b, -1, rc]), tf.reshape(sub, [b, -1, c])
+        if order == "affinity_first":
+            return tf.einsum("bnm,bmc->bnc", tf.einsum("bnc,bmc->bnm", query, key), value)
+        return tf.einsum("bnc,bcd->bnd", query, tf.einsum("bmc,bmd->bcd", key, value))
+
+    print("\nLightNL aggregation in low precision (inference-mode inputs, EMA weights):")
+    for path, batches in inputs.items():
+        x = np.concatenate(batches)
+        layer = layers[path]
+        for dtype in (tf.float16, tf.bfloat16):
+            for order in ("affinity_first", "context_first"):
+                reference = lightnl_lib.lightnl_aggregate(tf.constant(x), layer.ratio,
+                                                          layer.stride, order).numpy()
+                for name, fn in (("1/HW last", lightnl_lib.lightnl_aggregate),
+                                 ("q/HW first", prescaled)):
+                    y = np.asarray(tf.cast(fn(tf.constant(x, dtype), layer.ratio, layer.stride,
+                                              order), tf.float32)).reshape(reference.shape)
+                    bad = int((~np.isfinite(y)).reshape(len(x), -1).any(1).sum())
+                    finite = np.isfinite(y)
+                    error = (np.abs(y[finite] - reference[finite]).max()
+                             / np.abs(reference).max()) if finite.any() else float("nan")
+                    print(f"  {path:18s} {dtype.name:8s} {order:15s} {name:10s}: {bad:4d} of "
+                          f"{len(x)} images Inf/NaN, max rel error {error:.2e}")
+
+
 def main(argv):
     del argv
     from autonl_tf.export.model_dir import eval_images
@@ -94,6 +147,9 @@ def main(argv):
                 bound = f"  [{h}x{w}x{c}, rC={rc}; fp16 bound |x|~{fp16:.3g}]"
                 print(f"  {name:24s} max|x| {x_max:9.3g}  max|q k^T v/HW| {y_max:9.3g}  "
                       f"max batch var / BN moving var {var_ratio:9.3g}{bound}")
+
+    model, _ = load_model_for_inference(FLAGS.model_dir, use_ema=True)
+    _low_precision_overflows(model, images, FLAGS.batch_size)
 
 
 if __name__ == "__main__":
