@@ -130,7 +130,7 @@ def test_skip_corrupt_completes_and_counts_per_shard(own_data, tmp_path, how):
         _config(data_dir, data__skip_corrupt=True), model_dir=model_dir,
         strategy=tf.distribute.get_strategy())
     assert result["step"] == 4
-    assert result["skipped_records"] == {DAMAGED_SHARD: 1}
+    assert result["skipped_records"] == {os.path.join(data_dir, DAMAGED_SHARD): 1}
     events = tf.io.gfile.glob(os.path.join(model_dir, "train", "events.*"))
     tags = {v.tag for e in events for ev in tf.compat.v1.train.summary_iterator(e)
             for v in ev.summary.value}

@@ -22,12 +22,14 @@ import threading
 
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 from autonl_tf.data import records
 from autonl_tf.data.errors import DataError
 
 __all__ = [
     "Damage",
+    "report_skipped_records",
     "count_damaged_records",
     "explain_input_errors",
     "find_damaged_records",
@@ -169,6 +171,34 @@ def find_damaged_records(cfg: ml_collections.ConfigDict, split: str,
         if first_only and found:
             return found[:1]
     return found
+
+
+def report_skipped_records(since: int, summary_dir: str | None, step: int) -> dict[str, int]:
+    """Counts, logs and summarises the records skipped by data.skip_corrupt pipelines.
+
+    Considers the pipelines registered after mark `since` whose config has skip_corrupt; one
+    decode pass over their shards. Logged per shard, and written to TensorBoard as the scalar
+    ``data/skipped_records`` (total) in `summary_dir` when given. Returns {shard path: count}.
+    """
+    counts: dict[str, int] = {}
+    for cfg, split in registered_splits(since):
+        if not cfg.skip_corrupt:
+            continue
+        for damage in find_damaged_records(cfg, split):
+            counts[damage.shard] = counts.get(damage.shard, 0) + 1
+    if not any(cfg.skip_corrupt for cfg, _ in registered_splits(since)):
+        return counts
+    for shard, count in sorted(counts.items()):
+        logging.warning("data.skip_corrupt: skipped %d damaged record(s) of shard %s",
+                        count, shard)
+    logging.info("data.skip_corrupt: %d damaged record(s) skipped in %d shard(s)",
+                 sum(counts.values()), len(counts))
+    if summary_dir:
+        writer = tf.summary.create_file_writer(summary_dir)
+        with writer.as_default(step=step):
+            tf.summary.scalar("data/skipped_records", sum(counts.values()))
+        writer.close()
+    return counts
 
 
 def count_damaged_records(cfg: ml_collections.ConfigDict, split: str) -> dict[str, int]:

@@ -292,7 +292,8 @@ def fit(
 
     Returns:
       {'step', 'initial_step', 'resumed_from', 'train_logs', 'eval', 'checkpoint',
-       'images_per_second', 'seconds'}.
+       'images_per_second', 'seconds', 'skipped_records'} (skipped_records: {shard: damaged
+      records skipped} of the data.skip_corrupt pipelines, see `diagnose`).
 
     Raises:
       TrainingDivergedError: NaN/Inf loss or weights; nothing was saved for that chunk.
@@ -310,7 +311,8 @@ def fit(
         stack.enter_context(diagnose.explain_input_errors())
         lock_held = chief and stack.enter_context(checkpoints_lib.hold_model_dir(model_dir))
         checkpoints_lib.remove_abandoned_temp_dirs(model_dir, lock_held)
-        return _fit(model, train_dataset_fn, strategy=strategy, model_dir=model_dir,
+        mark = diagnose.registration_mark()
+        result = _fit(model, train_dataset_fn, strategy=strategy, model_dir=model_dir,
                     total_steps=total_steps, steps_per_loop=steps_per_loop,
                     checkpoint_every_steps=checkpoint_every_steps,
                     eval_dataset_fn=eval_dataset_fn, eval_steps=eval_steps,
@@ -321,6 +323,10 @@ def fit(
                     eval_use_ema=eval_use_ema, max_checkpoints_to_keep=max_checkpoints_to_keep,
                     checkpoint_input_pipeline=checkpoint_input_pipeline,
                     handle_sigterm=handle_sigterm, input_signature=input_signature)
+        # data.skip_corrupt: how many damaged records the pipelines built here skipped.
+        result["skipped_records"] = diagnose.report_skipped_records(
+            mark, os.path.join(model_dir, "train") if chief else None, result["step"])
+        return result
 
 
 def _fit(model, train_dataset_fn, *, strategy, model_dir, total_steps, steps_per_loop,

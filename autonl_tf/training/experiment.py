@@ -108,38 +108,6 @@ def _warn_changed_data(model_dir: str, resolved: ml_collections.ConfigDict) -> N
                         "from its beginning", model_dir, "; ".join(changes))
 
 
-def report_skipped_records(data_cfg: ml_collections.ConfigDict, splits: list[str],
-                           model_dir: str | None, step: int) -> dict[str, int]:
-    """With data.skip_corrupt: counts the skipped (damaged) records per shard and reports them.
-
-    One pass over the shards (decode only). Logged per shard, and written to TensorBoard as
-    ``data/skipped_records`` (total) under ``<model_dir>/train`` when model_dir is given.
-    Returns {shard: count} ({} without skip_corrupt or for TFDS data).
-    """
-    if not data_cfg.skip_corrupt:
-        return {}
-    from autonl_tf import data
-    from autonl_tf.data import diagnose
-
-    prepared = data.prepare(data_cfg)
-    if prepared.dataset.startswith("tfds:"):
-        return {}
-    counts: dict[str, int] = {}
-    for split in dict.fromkeys(splits):
-        counts.update(diagnose.count_damaged_records(prepared, split))
-    for shard, count in sorted(counts.items()):
-        logging.warning("data.skip_corrupt: skipped %d damaged record(s) of shard %s",
-                        count, os.path.join(prepared.data_dir, shard))
-    logging.info("data.skip_corrupt: %d damaged record(s) skipped in %d shard(s)",
-                 sum(counts.values()), len(counts))
-    if model_dir:
-        writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
-        with writer.as_default(step=step):
-            tf.summary.scalar("data/skipped_records", sum(counts.values()))
-        writer.close()
-    return counts
-
-
 def train_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
                      strategy: tf.distribute.Strategy, mode: str = "train",
                      export_dir: str | None = None) -> dict:
@@ -200,10 +168,6 @@ def train_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
         max_checkpoints_to_keep=train.max_checkpoints_to_keep,
         checkpoint_input_pipeline=bool(train.checkpoint_input_pipeline),
         input_signature=input_signature(resolved))
-    result["skipped_records"] = report_skipped_records(
-        resolved.data, [resolved.data.train_split] + (
-            [resolved.data.eval_split] if eval_dataset_fn else []),
-        model_dir if chief else None, result["step"])
     result["config"] = resolved
     result["model"] = model
     result["export"] = None
