@@ -26,7 +26,9 @@ flags.DEFINE_string("checkpoint_path", None, "Evaluate this checkpoint (default:
 flags.DEFINE_string("arch", None, "Optional: the architecture the model dir must hold.")
 flags.DEFINE_integer("eval_steps", None, "Evaluate only this many batches (default: all).",
                      lower_bound=1)
-flags.DEFINE_string("export_dir", None, "Export the latest (EMA) model there afterwards.")
+flags.DEFINE_string("export_dir", None, "Export the latest checkpoint there afterwards, with "
+                    "the weights evaluated (EMA, or raw with --use_ema=false); the export "
+                    "card's 'weights' entry records which.")
 cli.define_strategy_flags()
 flags.mark_flag_as_required("model_dir")
 

@@ -113,3 +113,11 @@ def test_disagreeing_tflite_model_fails_the_command(model_dir, tmp_path, monkeyp
     message = capsys.readouterr().err
     assert "export verification failed" in message and "tflite float32" in message
     assert not export_dir.exists()
+
+
+def test_export_card_records_which_weights(model_dir, tmp_path):
+    export_dir = tmp_path / "raw"
+    assert _run_in_process(f"--model_dir={model_dir}", f"--export_dir={export_dir}",
+                           "--nouse_ema", "--num_verify_images=8") == 0
+    weights = json.loads((export_dir / "export_card.json").read_text())["weights"]
+    assert weights == {"checkpoint": "ckpt-8", "step": 8, "ema": False}

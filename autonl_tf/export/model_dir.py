@@ -212,7 +212,18 @@ def export_trained_model(
         tflite_modes=modes, calibration_images=calibration, verification_images=verification,
         min_top1_agreement=min_top1_agreement, int8_io=int8_io,
         model_spec=_get(config, "model.arch"),
-        width_multiplier=float(_get(config, "model.width_multiplier", 1.0)))
+        width_multiplier=float(_get(config, "model.width_multiplier", 1.0)),
+        weights=_restored_weights(config))
+
+
+def _restored_weights(config: Any) -> dict | None:
+    """{'checkpoint', 'step', 'ema'} of a config from `load_model_for_inference`."""
+    restored = _get(config, "restored")
+    if not restored:
+        return None
+    restored = dict(restored)
+    return {"checkpoint": os.path.basename(str(restored["checkpoint"])),
+            "step": int(restored["step"]), "ema": bool(restored["ema"])}
 
 
 def _has_files(directory: str) -> bool:
