@@ -38,7 +38,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from autonl_tf.training import evaluation, experiment
+    from autonl_tf.training import experiment
 
     strategy = cli.strategy_from_flags()
     records = experiment.evaluate_experiment(
@@ -49,8 +49,11 @@ def main(argv):
         checkpoint_path=FLAGS.checkpoint_path, arch=FLAGS.arch,
         eval_steps=FLAGS.eval_steps, export_dir=FLAGS.export_dir)
     for r in records:
-        print(f"step {r['step']} ({'EMA' if r['ema'] else 'raw'} weights): "
-              f"{evaluation.describe(r)}")
+        loss = "n/a" if r["loss"] is None else f"{r['loss']:.4f}"
+        nonfinite = (f", {r['num_nonfinite']} with NaN/Inf logits counted as misses"
+                     if r.get("num_nonfinite") else "")
+        print(f"step {r['step']}: top1 {r['top1']:.4f} top5 {r['top5']:.4f} loss {loss} "
+              f"({r['num_images']} images, {'EMA' if r['ema'] else 'raw'} weights{nonfinite})")
     if not records:
         print("no new checkpoint evaluated")
 
