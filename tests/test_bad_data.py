@@ -21,7 +21,7 @@ import tensorflow as tf
 from PIL import Image
 
 from autonl_tf import data
-from autonl_tf.data import build_tfrecords, records
+from autonl_tf.data import build_tfrecords, diagnose
 from autonl_tf.training import experiment, testing
 from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env, to_flags
 
@@ -110,21 +110,32 @@ def _config(data_dir: str, train_steps: int = 4, **extra):
     return load_config("demo", overrides)
 
 
+def _prepared(data_dir: str, **extra):
+    return data.prepare(_config(data_dir, **extra).data)
+
+
 @pytest.mark.parametrize("how", sorted(CASES))
 def test_damaged_record_is_one_line_naming_shard_record_and_field(own_data, tmp_path, how):
     data_dir, index = damaged_copy(own_data, str(tmp_path / "d"), how)
-    with pytest.raises(data.DataError) as error:
-        experiment.train_experiment(_config(data_dir), model_dir=str(tmp_path / "m"),
-                                    strategy=tf.distribute.get_strategy())
+    with pytest.raises(data.DataError) as error, diagnose.explain_input_errors():
+        for _ in data.build_train_dataset(_prepared(data_dir), 8).take(8):  # > 1 epoch
+            pass
     message = str(error.value)
     assert "\n" not in message
     assert f"shard {os.path.join(data_dir, DAMAGED_SHARD)}, record {index}:" in message
     assert CASES[how] in message and "skip_corrupt=true" in message
 
 
-@pytest.mark.parametrize("how", ["corrupt_jpeg", "label_too_big", "truncated"])
-def test_skip_corrupt_completes_and_counts_per_shard(own_data, tmp_path, how):
-    data_dir, _ = damaged_copy(own_data, str(tmp_path / "d"), how)
+def test_skip_corrupt_skips_and_counts_per_shard(own_data, tmp_path):
+    data_dir, _ = damaged_copy(own_data, str(tmp_path / "d"), "corrupt_jpeg")
+    cfg = _prepared(data_dir, data__skip_corrupt=True)
+    seen = sum(int(labels.shape[0]) for _, labels in data.build_train_dataset(cfg, 8).take(8))
+    assert seen == 64
+    assert diagnose.count_damaged_records(cfg, "train") == {DAMAGED_SHARD: 1}
+
+
+def test_training_with_skip_corrupt_reports_skipped_records(own_data, tmp_path):
+    data_dir, _ = damaged_copy(own_data, str(tmp_path / "d"), "label_too_big")
     model_dir = str(tmp_path / "m")
     result = experiment.train_experiment(
         _config(data_dir, data__skip_corrupt=True), model_dir=model_dir,
@@ -137,57 +148,52 @@ def test_skip_corrupt_completes_and_counts_per_shard(own_data, tmp_path, how):
     assert "data/skipped_records" in tags
 
 
-def test_two_runs_in_one_model_dir_second_with_skip_corrupt(own_data, tmp_path):
-    model_dir = str(tmp_path / "m")
-    first = experiment.train_experiment(_config(own_data, 4), model_dir=model_dir,
-                                        strategy=tf.distribute.get_strategy())
-    second = experiment.train_experiment(_config(own_data, 8, data__skip_corrupt=True),
-                                         model_dir=model_dir,
-                                         strategy=tf.distribute.get_strategy())
-    assert (first["step"], second["initial_step"], second["step"]) == (4, 4, 8)
-
-
-def test_demo_config_trains_on_own_shards_and_writes_nothing_there(own_data, tmp_path):
+def test_demo_config_reads_own_shards_and_writes_nothing_there(own_data):
     before = sorted(os.listdir(own_data))
-    config = _config(own_data, 2)
-    resolved = data.prepare(config.data)
+    resolved = _prepared(own_data)
     assert (resolved.dataset, resolved.num_classes, resolved.data_dir) == ("imagenet", 3, own_data)
     assert resolved.random_flip is False  # the embedded set's flip-safe choice does not carry
     seen = set()
     for _, labels in data.build_train_dataset(resolved, 8).take(8):
         seen.update(labels.numpy().tolist())
-    assert seen == {0, 1, 2}
-    result = experiment.train_experiment(config, model_dir=str(tmp_path / "m"),
-                                         strategy=tf.distribute.get_strategy())
-    assert result["step"] == 2
+    assert seen == {0, 1, 2}  # D's 3 classes, not the embedded set's 10
     assert sorted(os.listdir(own_data)) == before
 
 
-def test_failing_run_does_not_rewrite_config_json(own_data, tmp_path):
-    model_dir = str(tmp_path / "m")
-    experiment.train_experiment(_config(own_data, 2), model_dir=model_dir,
-                                strategy=tf.distribute.get_strategy())
-    config_path = os.path.join(model_dir, "config.json")
-    before = open(config_path).read()
+def test_one_model_dir_resumes_across_data_changes_and_failures(own_data, tmp_path):
+    """Train on own shards; a run with missing data fails before writing anything; a run
+    killed mid-save left a temp dir; the next run, with skip_corrupt, removes it and resumes;
+    evaluation writes strict JSON."""
+    model_dir = tmp_path / "m"
+    first = experiment.train_experiment(_config(own_data, 2), model_dir=str(model_dir),
+                                        strategy=tf.distribute.get_strategy())
+    assert first["step"] == 2
+    config_text = (model_dir / "config.json").read_text()
     missing = str(tmp_path / "no_such_dir")
     with pytest.raises(data.DataError):
         experiment.train_experiment(
             _config(own_data, 4, data__dataset="imagenet", data__data_dir=missing,
                     data__num_classes=NUM_CLASSES),
-            model_dir=model_dir, strategy=tf.distribute.get_strategy())
-    assert open(config_path).read() == before
+            model_dir=str(model_dir), strategy=tf.distribute.get_strategy())
+    assert (model_dir / "config.json").read_text() == config_text
 
-
-def test_resume_removes_abandoned_checkpoint_temp_dirs(own_data, tmp_path):
-    model_dir = tmp_path / "m"
-    experiment.train_experiment(_config(own_data, 2), model_dir=str(model_dir),
-                                strategy=tf.distribute.get_strategy())
     litter = model_dir / "ckpt-3_temp"
     litter.mkdir()
     (litter / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"half a save")
-    result = experiment.train_experiment(_config(own_data, 4), model_dir=str(model_dir),
+    second = experiment.train_experiment(_config(own_data, 4, data__skip_corrupt=True),
+                                         model_dir=str(model_dir),
                                          strategy=tf.distribute.get_strategy())
-    assert result["step"] == 4 and not litter.exists()
+    assert (second["initial_step"], second["step"]) == (2, 4) and not litter.exists()
+    assert second["skipped_records"] == {}
+
+    experiment.evaluate_experiment(str(model_dir), strategy=tf.distribute.get_strategy())
+
+    def reject(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    text = (model_dir / "eval_results.json").read_text()
+    (record,) = json.loads(text, parse_constant=reject)
+    assert record["num_nonfinite"] == 0 and record["num_images"] == 30
 
 
 def _one_error_line(completed: subprocess.CompletedProcess, code: int = 2) -> str:
@@ -215,6 +221,11 @@ def test_commands_exit_2_with_one_line_on_damaged_data(own_data, tmp_path):
     completed = subprocess.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
                                env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
+    rerun = subprocess.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
+                           env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.startswith(f"nothing to train: {model_dir} is already at step 6 "
+                                   "(train steps 6); checkpoint"), rerun.stdout
     bad_eval, index = damaged_copy(own_data, str(tmp_path / "e"), "label_0",
                                    shard="validation-00000-of-00001")
     completed = subprocess.run(
@@ -235,18 +246,3 @@ def test_commands_exit_2_with_one_line_on_damaged_data(own_data, tmp_path):
                  "--num_calibration_images=8"])
     assert cli.main(["export"], flag_values) == 2
     assert not (tmp_path / "x").exists()
-
-
-def test_eval_results_json_is_strict_json(own_data, tmp_path):
-    model_dir = str(tmp_path / "m")
-    experiment.train_experiment(_config(own_data, 2), model_dir=model_dir,
-                                strategy=tf.distribute.get_strategy())
-    experiment.evaluate_experiment(model_dir, strategy=tf.distribute.get_strategy())
-
-    def reject(constant):
-        raise ValueError(f"non-standard JSON constant {constant}")
-
-    text = open(os.path.join(model_dir, "eval_results.json")).read()
-    (record,) = json.loads(text, parse_constant=reject)
-    assert record["num_nonfinite"] == 0 and record["num_images"] == 30
-    assert records.list_shards(own_data, "validation")
