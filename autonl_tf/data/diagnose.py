@@ -216,13 +216,27 @@ _INPUT_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
                  tf.errors.OutOfRangeError, UnicodeDecodeError)
 
 
+# Words of TensorFlow's messages for errors raised while reading or decoding input: only then
+# are the shards scanned (a scan decodes every record, not worth it for a model's own errors).
+_INPUT_HINTS = ("IteratorGetNext", "Iterator", "jpeg", "JPEG", "image", "label out of range",
+                "truncated", "corrupted record", "Example", "DataLoss", "decode", "Decode",
+                "TFRecord", "record")
+
+
+def _may_come_from_input(error: BaseException) -> bool:
+    if isinstance(error, tf.errors.DataLossError | UnicodeDecodeError):
+        return True
+    text = str(getattr(error, "message", "") or error)
+    return any(hint in text for hint in _INPUT_HINTS)
+
+
 def explain(error: BaseException, since: int = 0) -> DataError | None:
     """A `DataError` naming the first damaged record of the registered splits, if any.
 
     Called with an error raised while a pipeline ran; None when no shard registered after mark
     `since` is damaged (then the error came from elsewhere and is left as it is).
     """
-    if not isinstance(error, _INPUT_ERRORS):
+    if not isinstance(error, _INPUT_ERRORS) or not _may_come_from_input(error):
         return None
     for cfg, split in registered_splits(since):
         try:
