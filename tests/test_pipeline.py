@@ -25,4 +25,3 @@ def test_requirements_fail_with_reasons(tmp_path):
     assert len(failures) == 2
     assert "not within 5% of the target 1000000" in failures[0]
     assert "top-1 0.200 is below the required 0.300" in failures[1]
-
