@@ -6,7 +6,7 @@ it starts training, reruns the same command, and repeats; the last run finishes.
 must resume from the last complete checkpoint and remove the `ckpt-<n>_temp` directories of
 interrupted saves; nothing may be left at the end. Prints one line per kill.
 
-    python benchmarks/kill_drill.py                  # 10 kills, ~2-3 min on 2 CPU cores
+    python benchmarks/kill_drill.py                  # 10 kills: 5.5 min on 2 shared CPU cores
     python benchmarks/kill_drill.py --num_kills=3 --seed=1
 """
 

@@ -99,8 +99,8 @@ def kill_drill(args: list[str], model_dir: str, num_kills: int, *, seed: int = 0
                timeout_s: float = 300.0) -> list[dict]:
     """kill -9 ``train_main.py <args>`` ``num_kills`` times at random moments, rerunning each time.
 
-    Every run is killed a random 0..max_delay_s seconds after it starts training (its first
-    "Resumed from"/"step" log line), which with frequent checkpoints often lands inside a
+    Every run is killed a random 0..max_delay_s seconds after it trains (its first step log or
+    checkpoint line, so that every run makes progress), which with frequent checkpoints often lands inside a
     checkpoint save. Checks, for every rerun, that it resumed from the last complete checkpoint
     the killed run left (the one named by <model_dir>/checkpoint) and removed the ``_temp``
     directories of interrupted saves. Returns one record per kill: {'kill', 'checkpoint_step',
@@ -121,7 +121,8 @@ def kill_drill(args: list[str], model_dir: str, num_kills: int, *, seed: int = 0
 
     rng = random.Random(seed)
     log_dir = log_dir or tempfile.mkdtemp(prefix="kill_drill_")
-    started = re.compile(r"Resumed from checkpoint|step \d+/\d+|Saved checkpoint")
+    # Training is running (not just resumed and compiling): a log or checkpoint of this run.
+    started = re.compile(r"step \d+/\d+ \(|Saved checkpoint")
     resumed = re.compile(r"Resumed from checkpoint \S*ckpt-(\d+) at step (\d+)")
     records: list[dict] = []
     for kill in range(num_kills + 1):
