@@ -26,7 +26,9 @@ flags.DEFINE_string("checkpoint_path", None, "Evaluate this checkpoint (default:
 flags.DEFINE_string("arch", None, "Optional: the architecture the model dir must hold.")
 flags.DEFINE_integer("eval_steps", None, "Evaluate only this many batches (default: all).",
                      lower_bound=1)
-flags.DEFINE_string("export_dir", None, "Export the latest (EMA) model there afterwards.")
+flags.DEFINE_string("export_dir", None, "Export the latest checkpoint there afterwards, with "
+                    "the weights evaluated (EMA, or raw with --use_ema=false); the export "
+                    "card's 'weights' entry records which.")
 cli.define_strategy_flags()
 flags.mark_flag_as_required("model_dir")
 
@@ -36,23 +38,25 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    with cli.exit_on_user_errors():
-        from autonl_tf.training import experiment
+    from autonl_tf.training import experiment
 
-        strategy = cli.strategy_from_flags()
-        records = experiment.evaluate_experiment(
-            FLAGS.model_dir, strategy=strategy,
-            data_overrides={"data_dir": FLAGS.data_dir} if FLAGS.data_dir else None,
-            eval_batch_size=FLAGS.eval_batch_size, use_ema=FLAGS.use_ema,
-            continuous=FLAGS.continuous, timeout_s=FLAGS.eval_timeout,
-            checkpoint_path=FLAGS.checkpoint_path, arch=FLAGS.arch,
-            eval_steps=FLAGS.eval_steps, export_dir=FLAGS.export_dir)
+    strategy = cli.strategy_from_flags()
+    records = experiment.evaluate_experiment(
+        FLAGS.model_dir, strategy=strategy,
+        data_overrides={"data_dir": FLAGS.data_dir} if FLAGS.data_dir else None,
+        eval_batch_size=FLAGS.eval_batch_size, use_ema=FLAGS.use_ema,
+        continuous=FLAGS.continuous, timeout_s=FLAGS.eval_timeout,
+        checkpoint_path=FLAGS.checkpoint_path, arch=FLAGS.arch,
+        eval_steps=FLAGS.eval_steps, export_dir=FLAGS.export_dir)
     for r in records:
-        print(f"step {r['step']}: top1 {r['top1']:.4f} top5 {r['top5']:.4f} loss {r['loss']:.4f} "
-              f"({r['num_images']} images, {'EMA' if r['ema'] else 'raw'} weights)")
+        loss = "n/a" if r["loss"] is None else f"{r['loss']:.4f}"
+        nonfinite = (f", {r['num_nonfinite']} with NaN/Inf logits counted as misses"
+                     if r.get("num_nonfinite") else "")
+        print(f"step {r['step']}: top1 {r['top1']:.4f} top5 {r['top5']:.4f} loss {loss} "
+              f"({r['num_images']} images, {'EMA' if r['ema'] else 'raw'} weights{nonfinite})")
     if not records:
         print("no new checkpoint evaluated")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)

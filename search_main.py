@@ -11,10 +11,6 @@ search_summary.json, search_history.json and search.png; TensorBoard curves are 
 Config keys can be overridden with --config.<section>.<key>=<value> (see configs/search.py).
 """
 
-import contextlib
-import os
-import sys
-
 from absl import app, flags
 
 from autonl_tf.training import cli
@@ -51,31 +47,17 @@ _FLAG_OVERRIDES = {
 }
 
 
-@contextlib.contextmanager
-def _exit_on_search_errors():
-    """A bad search space or an unreachable target: one line on stderr, exit code 2."""
-    from autonl_tf.search import SearchSpaceError, TargetError
-
-    try:
-        yield
-    except (SearchSpaceError, TargetError) as e:
-        print(f"{os.path.basename(sys.argv[0])}: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    with cli.exit_on_user_errors(), _exit_on_search_errors():
-        from autonl_tf.search import experiment
+    from autonl_tf.search import experiment
 
-        config = _CONFIG.value
-        config_lib.apply_overrides(config, {key: getattr(FLAGS, name)
-                                            for name, key in _FLAG_OVERRIDES.items()
-                                            if getattr(FLAGS, name) is not None})
-        strategy = cli.strategy_from_flags()
-        result = experiment.search_experiment(config, model_dir=FLAGS.model_dir,
-                                              strategy=strategy)
+    config = _CONFIG.value
+    config_lib.apply_overrides(config, {key: getattr(FLAGS, name)
+                                        for name, key in _FLAG_OVERRIDES.items()
+                                        if getattr(FLAGS, name) is not None})
+    strategy = cli.strategy_from_flags()
+    result = experiment.search_experiment(config, model_dir=FLAGS.model_dir, strategy=strategy)
     summary = result["summary"]
     target = summary["target_macs"]
     versus = (f" (target {target / 1e6:.4g}M, {100 * summary['relative_error']:+.2f}%)"
@@ -95,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -54,26 +54,33 @@ _FLAG_OVERRIDES = {
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    with cli.exit_on_user_errors():
-        from autonl_tf.training import experiment
+    from autonl_tf.training import evaluation, experiment
 
-        config = _CONFIG.value
-        config_lib.apply_overrides(config, {key: getattr(FLAGS, name)
-                                            for name, key in _FLAG_OVERRIDES.items()
-                                            if getattr(FLAGS, name) is not None})
-        strategy = cli.strategy_from_flags()
-        result = experiment.train_experiment(config, model_dir=FLAGS.model_dir,
-                                             strategy=strategy, mode=FLAGS.mode,
-                                             export_dir=FLAGS.export_dir)
-    logs = " ".join(f"{k}={v:.4f}" for k, v in result["train_logs"].items())
-    print(f"trained to step {result['step']} (started at step {result['initial_step']}): {logs}; "
-          f"checkpoint {result['checkpoint']}")
+    config = _CONFIG.value
+    config_lib.apply_overrides(config, {key: getattr(FLAGS, name)
+                                        for name, key in _FLAG_OVERRIDES.items()
+                                        if getattr(FLAGS, name) is not None})
+    strategy = cli.strategy_from_flags()
+    result = experiment.train_experiment(config, model_dir=FLAGS.model_dir,
+                                         strategy=strategy, mode=FLAGS.mode,
+                                         export_dir=FLAGS.export_dir)
+    if result["step"] == result["initial_step"]:
+        print(f"nothing to train: {FLAGS.model_dir} is already at step {result['step']} "
+              f"(train steps {result['config'].train.total_steps}); checkpoint "
+              f"{result['checkpoint']}")
+    else:
+        logs = " ".join(f"{k}={v:.4f}" for k, v in result["train_logs"].items())
+        print(f"trained to step {result['step']} (started at step {result['initial_step']}): "
+              f"{logs}; checkpoint {result['checkpoint']}")
     if result["eval"]:
         e = result["eval"]
         print(f"eval at step {e['step']} ({'EMA' if e['ema'] else 'raw'} weights): "
-              f"top1 {e['top1']:.4f} top5 {e['top5']:.4f} loss {e['loss']:.4f} "
-              f"on {e['num_images']} images")
+              f"{evaluation.describe(e)}")
+    if result["skipped_records"]:
+        print(f"data.skip_corrupt: skipped {sum(result['skipped_records'].values())} damaged "
+              "record(s): " + ", ".join(f"{shard} {count}" for shard, count
+                                        in sorted(result["skipped_records"].items())))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)

@@ -19,6 +19,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from absl import app, flags
 
@@ -58,10 +59,50 @@ class Stage:
     name: str
     argv: list[str]
     seconds: float = 0.0
+    # Returns why the stage's result is already there (then it is not rerun), else None.
+    already_done: Callable[[], str | None] | None = None
+
+
+def _latest_checkpoint_name(model_dir: str) -> str | None:
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(model_dir)
+    return os.path.basename(latest) if latest else None
+
+
+def evaluated_already(train_dir: str) -> str | None:
+    """eval_results.json holds an EMA evaluation of the latest checkpoint."""
+    latest = _latest_checkpoint_name(train_dir)
+    path = os.path.join(train_dir, "eval_results.json")
+    if latest is None or not os.path.exists(path):
+        return None
+    step = int(latest.rsplit("-", 1)[1])
+    if any(r.get("step") == step and r.get("ema") for r in read_json(path)):
+        return f"eval_results.json already holds the EMA evaluation of {latest}"
+    return None
+
+
+def exported_already(train_dir: str, export_dir: str, tflite_modes: str) -> str | None:
+    """export_card.json says the export holds the latest checkpoint's EMA weights and modes."""
+    latest = _latest_checkpoint_name(train_dir)
+    path = os.path.join(export_dir, "export_card.json")
+    if latest is None or not os.path.exists(path):
+        return None
+    card = read_json(path)
+    weights = card.get("weights") or {}
+    modes = {m.strip() for m in tflite_modes.split(",") if m.strip()}
+    if (weights.get("checkpoint") == latest and weights.get("ema")
+            and set(card.get("tflite", {})) == modes):
+        return f"{export_dir} already holds {latest} (EMA) with TFLite {', '.join(sorted(modes))}"
+    return None
 
 
 def run_stage(stage: Stage, index: int, total: int) -> None:
     """Runs one stage's command, streaming its output, and times it."""
+    reason = stage.already_done() if stage.already_done else None
+    if reason:
+        print(f"\n[{index}/{total}] {stage.name}: skipped, {reason}", flush=True)
+        return
     print(f"\n[{index}/{total}] {stage.name}\n$ {shlex.join(stage.argv)}", flush=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
@@ -239,11 +280,13 @@ def main(argv):
         Stage("search under the MACs target", search),
         Stage("retrain the searched architecture", train),
         Stage("evaluate (top-1/top-5, EMA weights)", [python, "eval_main.py",
-                                                      f"--model_dir={train_dir}"]),
+                                                      f"--model_dir={train_dir}"],
+              already_done=lambda: evaluated_already(train_dir)),
         Stage("export SavedModel + TFLite (verified)",
               [python, "-m", "autonl_tf.export", f"--model_dir={train_dir}",
                f"--export_dir={export_dir}", f"--tflite={FLAGS.tflite}",
-               f"--min_top1_agreement={FLAGS.min_top1_agreement}"]),
+               f"--min_top1_agreement={FLAGS.min_top1_agreement}"],
+              already_done=lambda: exported_already(train_dir, export_dir, FLAGS.tflite)),
     ]
     try:
         for index, stage in enumerate(stages, start=1):

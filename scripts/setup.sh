@@ -12,9 +12,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$python" -m venv .venv
 fi
-stamp=.venv/.autonl_tf-installed
+# AUTONL_EXTRAS=tpu adds the Cloud TPU client (TPUClusterResolver needs it for --tpu=<name>).
+extras=dev${AUTONL_EXTRAS:+,$AUTONL_EXTRAS}
+stamp=.venv/.autonl_tf-installed-${extras//,/-}
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "[setup] installing autonl_tf and its pinned dependencies (first time: a few minutes)"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  echo "[setup] installing autonl_tf[$extras] and its pinned dependencies (first time: a few minutes)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
   touch "$stamp"
 fi

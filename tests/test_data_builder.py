@@ -69,7 +69,8 @@ def test_build_converts_formats_labels_and_reports_unreadable(tmp_path):
     summary = build_tfrecords.build(str(src), str(out), "train", 2, synset_to_text=str(synsets))
 
     assert [p for p, _ in summary.unreadable] == [str(src / "n003" / "corrupt.jpg")]
-    assert (out / "train-unreadable.txt").read_text().startswith(str(src / "n003" / "corrupt.jpg"))
+    listing = out / "unreadable-train.txt"
+    assert listing.read_text().startswith(str(src / "n003" / "corrupt.jpg"))
     files = records.list_shards(str(out), "train")
     assert [os.path.basename(f) for f in files] == ["train-00000-of-00002", "train-00001-of-00002"]
     examples = _read_examples(files)
@@ -170,6 +171,37 @@ def test_builder_input_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="No class sub-folder"):
         build_tfrecords.build(str(tmp_path / "empty"), str(tmp_path / "out"), "train", 1)
+
+
+def test_any_file_name_and_unreadable_entries_are_reported_by_path(tmp_path):
+    """Non-UTF-8 names, spaces, a symlink loop, a zero-byte and a non-image file."""
+    src = tmp_path / "src"
+    good = np.full((20, 24, 3), 120, np.uint8)
+    odd_class = os.path.join(os.fsencode(src), b"caf\xe9 class")  # Latin-1, not UTF-8
+    os.makedirs(odd_class)
+    os.makedirs(src / "plain")
+    for folder in (odd_class, os.fsencode(src / "plain")):
+        Image.fromarray(good).save(os.fsdecode(os.path.join(folder, b"with space.png")))
+        Image.fromarray(good).save(os.fsdecode(os.path.join(folder, b"\xff\xfe name.jpg")))
+    (src / "plain" / "empty.jpg").write_bytes(b"")
+    (src / "plain" / "notes.txt").write_text("not an image")
+    os.symlink("loop_b", src / "plain" / "loop_a")
+    os.symlink("loop_a", src / "plain" / "loop_b")
+    out = tmp_path / "out"
+    summary = build_tfrecords.build(str(src), str(out), "train", 2, num_workers=1)
+
+    assert summary.num_written == 4
+    listing = (out / "unreadable-train.txt").read_text(encoding="utf-8")
+    for name in ("empty.jpg", "notes.txt", "loop_a", "loop_b"):
+        assert str(src / "plain" / name) in listing
+    labels = (out / "labels.txt").read_text(encoding="utf-8")
+    assert "caf\\xe9 class" in labels and "plain" in labels
+    examples = _read_examples(records.list_shards(str(out), "train"))
+    names = sorted(ex["filename"] for ex in examples)
+    assert names.count("\\xff\\xfe name.jpg") == 2 and names.count("with space.png") == 2
+    # Only the shards match the train-* pattern of other tools.
+    assert sorted(p.name for p in out.glob("train-*")) == [
+        "train-00000-of-00002", "train-00001-of-00002"]
 
 
 def test_command_line(tmp_path):

@@ -86,15 +86,16 @@ def test_empty_model_dir_fails_with_a_clear_message(tmp_path):
     empty.mkdir()
     completed = _export_command(f"--model_dir={empty}", f"--export_dir={tmp_path / 'out'}",
                                 tmp_path=tmp_path)
-    assert completed.returncode == 1
+    assert completed.returncode == 2
     assert "does not exist or is empty: nothing to export" in completed.stderr
+    assert len(completed.stderr.strip().splitlines()[-1:]) == 1 and "Traceback" not in completed.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_tflite_mode_is_rejected_before_loading(tmp_path, capsys):
     code = _run_in_process(f"--model_dir={tmp_path / 'missing'}",
                            f"--export_dir={tmp_path / 'out'}", "--tflite=float32,int4")
-    assert code == 1
+    assert code == 2
     assert ("unknown TFLite mode 'int4'; valid modes: float32, float16, dynamic_int8, int8"
             in capsys.readouterr().err)
 
@@ -112,3 +113,11 @@ def test_disagreeing_tflite_model_fails_the_command(model_dir, tmp_path, monkeyp
     message = capsys.readouterr().err
     assert "export verification failed" in message and "tflite float32" in message
     assert not export_dir.exists()
+
+
+def test_export_card_records_which_weights(model_dir, tmp_path):
+    export_dir = tmp_path / "raw"
+    assert _run_in_process(f"--model_dir={model_dir}", f"--export_dir={export_dir}",
+                           "--nouse_ema", "--num_verify_images=8") == 0
+    weights = json.loads((export_dir / "export_card.json").read_text())["weights"]
+    assert weights == {"checkpoint": "ckpt-8", "step": 8, "ema": False}

@@ -45,34 +45,6 @@ def _assert_one_line_error(proc, pattern):
     assert errors, proc.stderr[-3000:]
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
-    model_dir = tmp_path / "run"
-    args = _train_args(data_dir, model_dir, 400, train__checkpoint_every_steps=10,
-                       train__log_every_steps=10)
-    proc = subprocess.Popen(main_command("train_main.py", *args), cwd=REPO_ROOT,
-                            env=subprocess_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 180
-        while not (model_dir / "checkpoint").exists():
-            assert proc.poll() is None, "training ended before its first checkpoint"
-            assert time.time() < deadline, "no checkpoint after 180 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    killed_at = int(re.search(r"ckpt-(\d+)", tf.train.latest_checkpoint(str(model_dir)))[1])
-    assert 10 <= killed_at < 400
-
-    rerun = _run(args)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    resumed = re.search(r"Resumed from checkpoint \S+ckpt-(\d+) at step (\d+)", rerun.stderr)
-    assert resumed and int(resumed[2]) >= killed_at, rerun.stderr[-3000:]
-    assert re.search(rf"trained to step 400 \(started at step {resumed[2]}\)", rerun.stdout)
-    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-400")
-
-
 def test_sigterm_checkpoints_and_exits(data_dir, tmp_path):
     """Preemption notice: checkpoint after the current chunk, exit 3, rerun resumes there."""
     model_dir = tmp_path / "preempted"

@@ -9,8 +9,12 @@ are sorted by name and get labels 1..K; the mapping is written to OUT/labels.txt
 folder name). Build the train split first: later splits reuse OUT/labels.txt, so a validation
 folder with fewer classes still gets the train labels. Train file order is shuffled with
 --seed. Every image is re-encoded to RGB JPEG if it is not one already (PNG, CMYK, greyscale,
-anything Pillow reads); unreadable files are logged, listed at the end and in
-OUT/<split>-unreadable.txt, and skipped. Shards are written atomically, and a rerun skips the
+anything Pillow reads); unreadable files (not an image, zero bytes, no read permission, broken
+symlinks and symlink loops) are logged by path, listed at the end and in
+OUT/unreadable-<split>.txt, and skipped. Any file name the OS allows works: names that are not
+valid UTF-8 are kept byte for byte on disk and written with backslash escapes into labels.txt
+and image/filename. Only the shards match OUT/<split>-*: the side files (labels.txt,
+metadata.json, unreadable-<split>.txt) never do. Shards are written atomically, and a rerun skips the
 shards that are already complete.
 """
 
@@ -75,6 +79,12 @@ def read_synset_to_text(path: str | None) -> dict[str, str]:
     return mapping
 
 
+def printable(name: str) -> str:
+    """A file name as valid UTF-8 text: bytes that are not UTF-8 (os.listdir keeps them as
+    surrogates) become backslash escapes such as '\\xff'."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def assign_labels(
     classes: list[str], output_dir: str, synset_to_text: dict[str, str]
 ) -> dict[str, tuple[int, str]]:
@@ -83,28 +93,37 @@ def assign_labels(
     if os.path.exists(labels_path):
         existing = records.read_labels_entries(labels_path)
         by_synset = {synset: (label, text) for label, (synset, text) in existing.items()}
-        unknown = [c for c in classes if c not in by_synset]
+        unknown = [printable(c) for c in classes if printable(c) not in by_synset]
         if unknown:
             raise DataError(
                 f"Class folders {unknown[:5]} are not in the existing {labels_path}: the labels "
                 "of this split would not match the other splits. Build all splits from the same "
                 "set of class folders (train first), or use a new --output_dir."
             )
-        return {c: by_synset[c] for c in classes}
-    return {c: (i + 1, synset_to_text.get(c, c)) for i, c in enumerate(classes)}
+        return {c: by_synset[printable(c)] for c in classes}
+    return {c: (i + 1, synset_to_text.get(printable(c), printable(c)))
+            for i, c in enumerate(classes)}
 
 
-def collect_items(input_dir: str, labels: dict[str, tuple[int, str]]) -> list[writer.ImageItem]:
-    """All non-hidden files of the class folders, sorted (class, name)."""
-    items = []
+def collect_items(input_dir: str, labels: dict[str, tuple[int, str]]
+                  ) -> tuple[list[writer.ImageItem], list[tuple[str, str]]]:
+    """All non-hidden files of the class folders, sorted (class, name), and the entries that
+    cannot be read as files: [(path, reason)] (broken symlinks, symlink loops)."""
+    items, unreadable = [], []
     for name, (label, text) in sorted(labels.items()):
         folder = os.path.join(input_dir, name)
         for file_name in sorted(os.listdir(folder)):
             path = os.path.join(folder, file_name)
-            if file_name.startswith(".") or not os.path.isfile(path):
+            if file_name.startswith("."):
                 continue
-            items.append(writer.ImageItem(path, label, name, text, file_name))
-    return items
+            if os.path.islink(path) and not os.path.exists(path):
+                unreadable.append((path, "broken symlink or symlink loop"))
+                continue
+            if not os.path.isfile(path):
+                continue  # sub-folders are not images of this class
+            items.append(writer.ImageItem(path, label, printable(name), text,
+                                          printable(file_name)))
+    return items, unreadable
 
 
 def build(
@@ -127,7 +146,7 @@ def build(
         raise DataError(f"--num_shards must be >= 1, got {num_shards}")
     classes = list_classes(input_dir)
     labels = assign_labels(classes, output_dir, read_synset_to_text(synset_to_text))
-    items = collect_items(input_dir, labels)
+    items, unlisted = collect_items(input_dir, labels)
     if not items:
         raise DataError(f"No files in the class folders of {input_dir!r}")
     if shuffle if shuffle is not None else split == "train":
@@ -137,12 +156,19 @@ def build(
     os.makedirs(output_dir, exist_ok=True)
     labels_path = os.path.join(output_dir, records.LABELS_FILE)
     if not os.path.exists(labels_path):
-        writer.write_labels_file(output_dir, {lab: (c, t) for c, (lab, t) in labels.items()})
+        writer.write_labels_file(output_dir, {lab: (printable(c), t)
+                                              for c, (lab, t) in labels.items()})
     logging.info("%s: %d files of %d classes -> %d shards in %s",
                  split, len(items), len(classes), num_shards, output_dir)
     summary = writer.write_shards(items, output_dir, split, num_shards, num_workers)
+    summary.unlisted = unlisted
     _report(summary, output_dir)
     return summary
+
+
+def unreadable_list_path(output_dir: str, split: str) -> str:
+    """Where the unreadable files of `split` are listed (never matches `<split>-*`)."""
+    return os.path.join(output_dir, f"unreadable-{split}.txt")
 
 
 def _report(summary: writer.BuildSummary, output_dir: str) -> None:
@@ -151,9 +177,9 @@ def _report(summary: writer.BuildSummary, output_dir: str) -> None:
         "%s: done, %d images written in %d new shards (%d complete shards kept from before)",
         summary.split, summary.num_written, len(summary.shards) - skipped, skipped,
     )
-    bad = summary.unreadable
+    bad = [(printable(path), reason) for path, reason in summary.unlisted + summary.unreadable]
     if bad:
-        listing = os.path.join(output_dir, f"{summary.split}-unreadable.txt")
+        listing = unreadable_list_path(output_dir, summary.split)
         with open(listing, "w", encoding="utf-8") as f:
             f.writelines(f"{path}\t{reason}\n" for path, reason in bad)
         logging.warning(
@@ -166,17 +192,18 @@ def _report(summary: writer.BuildSummary, output_dir: str) -> None:
 def main(argv: list[str]) -> int:
     del argv
     if not FLAGS.input_dir or not FLAGS.output_dir:
-        raise app.UsageError("--input_dir and --output_dir are required")
+        print("build_tfrecords: error: --input_dir and --output_dir are required",
+              file=sys.stderr)
+        return 2
+    from autonl_tf.training import cli
+
     shuffle = {"auto": None, "true": True, "false": False}[FLAGS.shuffle]
-    try:
+    with cli.exit_on_user_errors("build_tfrecords"):  # DataError: one line, exit 2
         build(
             FLAGS.input_dir, FLAGS.output_dir, FLAGS.split, FLAGS.num_shards,
             synset_to_text=FLAGS.synset_to_text, seed=FLAGS.seed, shuffle=shuffle,
             num_workers=FLAGS.num_workers or None,
         )
-    except DataError as e:
-        logging.error("%s", e)
-        return 1
     return 0
 
 

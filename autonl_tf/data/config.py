@@ -56,7 +56,8 @@ def default_data_config(dataset: str = "imagenet") -> ml_collections.ConfigDict:
         shorter side (32 -> 224/256 = 0.875); 0 keeps the whole image.
       cache: cache the serialized records in memory after the first epoch.
       deterministic: reproducible order and augmentation given `seed`.
-      skip_corrupt: skip (and log) corrupt records/images instead of failing.
+      skip_corrupt: skip damaged records (corrupt image, label out of range, truncated shard,
+        unparsable record) instead of failing; counted per shard at the end of a run.
       shuffle_buffer: records in the training shuffle buffer.
       dtype: image dtype of the batches, 'float32' | 'bfloat16'.
       embedded: parameters of the generated dataset.

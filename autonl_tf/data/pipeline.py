@@ -17,7 +17,7 @@ import secrets
 import ml_collections
 import tensorflow as tf
 
-from autonl_tf.data import preprocessing, sources
+from autonl_tf.data import diagnose, preprocessing, sources
 from autonl_tf.data.errors import DataError
 from autonl_tf.data.prepare import prepare
 
@@ -65,20 +65,20 @@ def _image_dtype(cfg: ml_collections.ConfigDict) -> tf.DType:
     return tf.as_dtype(cfg.dtype)
 
 
-def _check_labels(labels: tf.Tensor, cfg: ml_collections.ConfigDict, offset: int) -> tf.Tensor:
-    """0-based int32 labels [b] -> the same, failing loudly when one is out of range.
+def _checked_label(label: tf.Tensor, cfg: ml_collections.ConfigDict, offset: int) -> tf.Tensor:
+    """Stored label (int64 []) -> 0-based int32 label, failing when it is out of range.
 
-    Applied to whole batches after `ignore_errors`, so that skip_corrupt never hides it.
+    Per record, before `ignore_errors`: with data.skip_corrupt such records are skipped (and
+    counted by `diagnose.count_damaged_records`); otherwise the failure is explained by
+    `diagnose.explain_input_errors` as one line naming the shard and record.
     """
-    message = (
+    label = tf.cast(label, tf.int32) - offset
+    in_range = tf.logical_and(label >= 0, label < cfg.num_classes)
+    check = tf.debugging.Assert(in_range, [
         f"label out of range: labels minus data.label_offset={offset} must lie in "
-        f"[0, data.num_classes={cfg.num_classes}); fix data.num_classes / data.label_offset "
-        "or the data. 0-based labels of the batch:"
-    )
-    in_range = tf.reduce_all(tf.logical_and(labels >= 0, labels < cfg.num_classes))
-    check = tf.debugging.Assert(in_range, [message, labels], summarize=64)
+        f"[0, data.num_classes={cfg.num_classes}); 0-based label:", label])
     with tf.control_dependencies([check]):
-        return tf.identity(labels)
+        return tf.identity(label)
 
 
 def _seed_base(cfg: ml_collections.ConfigDict) -> int:
@@ -103,6 +103,7 @@ def build_train_dataset(
     cfg = prepare(cfg)
     layout = _Layout(global_batch_size, input_context)
     source = sources.make_source(cfg, cfg.train_split)
+    diagnose.register_split(cfg, cfg.train_split)
     ds = source.records(
         training=True,
         num_pipelines=layout.num_pipelines,
@@ -133,15 +134,13 @@ def build_train_dataset(
             randaugment_num_layers=cfg.randaugment_num_layers,
             randaugment_magnitude=float(cfg.randaugment_magnitude), dtype=dtype,
         )
-        return image, tf.cast(label, tf.int32) - offset
+        return image, _checked_label(label, cfg, offset)
 
     ds = ds.enumerate().map(preprocess, num_parallel_calls=AUTOTUNE,
                             deterministic=cfg.deterministic)
     if cfg.skip_corrupt:
         ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(layout.batch, drop_remainder=True)
-    ds = ds.map(tf.autograph.experimental.do_not_convert(
-        lambda images, labels: (images, _check_labels(labels, cfg, offset))))
     ds = ds.prefetch(AUTOTUNE)
     return ds.with_options(_options(cfg.deterministic))
 
@@ -213,6 +212,7 @@ def build_eval_dataset(
     layout = _Layout(global_batch_size, input_context)
     steps = num_eval_batches(cfg, global_batch_size, layout.num_pipelines)
     source = sources.make_source(cfg, cfg.eval_split)
+    diagnose.register_split(cfg, cfg.eval_split)
     # Record-level sharding: an exact, known bound on the examples of each pipeline.
     ds = source.records(
         training=False,
@@ -232,7 +232,7 @@ def build_eval_dataset(
         image = preprocessing.preprocess_for_eval(
             image_bytes, cfg.image_size, dtype, crop_padding=cfg.eval_crop_padding
         )
-        return image, tf.cast(label, tf.int32) - offset, tf.constant(1.0)
+        return image, _checked_label(label, cfg, offset), tf.constant(1.0)
 
     ds = ds.map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=True)
     if cfg.skip_corrupt:
@@ -246,7 +246,5 @@ def build_eval_dataset(
     ).repeat()
     ds = ds.concatenate(padding)
     ds = ds.batch(layout.batch, drop_remainder=True).take(steps * layout.replicas)
-    ds = ds.map(tf.autograph.experimental.do_not_convert(
-        lambda images, labels, weights: (images, _check_labels(labels, cfg, offset), weights)))
     ds = ds.prefetch(AUTOTUNE)
     return ds.with_options(_options(True))

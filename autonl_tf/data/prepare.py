@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
+import tensorflow as tf
 
 from autonl_tf.data import embedded, records
 from autonl_tf.data.config import AUGMENTATIONS, DTYPES
@@ -33,6 +36,8 @@ def prepare(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """
     cfg = cfg.copy_and_resolve_references()
     _validate(cfg)
+    if cfg.dataset == "embedded" and _holds_own_shards(cfg.data_dir):
+        _use_own_shards(cfg)
     if cfg.dataset == "embedded":
         e = cfg.embedded
         cfg.data_dir = embedded.ensure_embedded_dataset(
@@ -66,6 +71,46 @@ def prepare(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         if cfg.eval_split in splits:
             cfg.num_eval_examples = splits[cfg.eval_split]["num_examples"]
     return cfg
+
+
+def _holds_own_shards(data_dir: str) -> bool:
+    """data_dir holds TFRecord shards that are not a build of the embedded set."""
+    if not data_dir or embedded.read_manifest(data_dir) is not None:
+        return False
+    if records.read_metadata(data_dir).get("format") == "imagenet-tfrecord":
+        return True
+    return bool(tf.io.gfile.isdir(data_dir) and tf.io.gfile.glob(
+        records.shard_pattern(data_dir, "*")))
+
+
+def _use_own_shards(cfg: ml_collections.ConfigDict) -> None:
+    """An 'embedded' config pointed at one's own shards: read them, never generate into them.
+
+    The shards are the ImageNet layout of `build_tfrecords` (labels 1..K in labels.txt). The
+    embedded set's flip-safe augmentation does not carry over: random flips are turned off
+    unless the labels are known to survive them (set data.random_flip=True then).
+    """
+    import logging
+
+    labels_path = os.path.join(cfg.data_dir, records.LABELS_FILE)
+    if not tf.io.gfile.exists(labels_path):
+        raise DataError(
+            f"data.data_dir {cfg.data_dir!r} holds TFRecord shards but no {records.LABELS_FILE}: "
+            "shards from other tools need --config.data.dataset=imagenet and "
+            "--config.data.num_classes=K (or write labels.txt, one '<label>\\t<name>' line "
+            "per class)")
+    entries = records.read_labels_entries(labels_path)
+    splits = records.read_metadata(cfg.data_dir).get("splits", {})
+    cfg.dataset = "imagenet"
+    cfg.label_offset = 1
+    cfg.num_classes = len(entries)
+    cfg.train_split, cfg.eval_split = "train", "validation"
+    cfg.num_train_examples = splits.get("train", {}).get("num_examples", 0)
+    cfg.num_eval_examples = splits.get("validation", {}).get("num_examples", 0)
+    cfg.random_flip = False
+    logging.getLogger(__name__).info(
+        "data.data_dir %s holds TFRecord shards: training on them (%d classes from %s), not on "
+        "the embedded set; random flips off", cfg.data_dir, cfg.num_classes, labels_path)
 
 
 def _has_split(cfg: ml_collections.ConfigDict, split: str) -> bool:

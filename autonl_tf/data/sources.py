@@ -173,7 +173,10 @@ def tfds_builder(name: str, data_dir: str):
     try:
         builder = tfds.builder(name, data_dir=data_dir or None)
     except Exception as e:  # tfds raises several types (DatasetNotFoundError, ValueError...)
-        raise DataError(f"TFDS dataset {name!r} not found in {where}: {e}. {fix}") from e
+        # Its message lists every TFDS dataset (hundreds of lines): keep the first sentence.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"TFDS dataset {name!r} not found in {where} ({first[:200]}). "
+                        f"{fix}") from None
     if not builder.is_prepared():
         raise DataError(f"TFDS dataset {name!r} is not prepared in {where}. {fix}")
     return builder

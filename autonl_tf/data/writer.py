@@ -50,6 +50,8 @@ class ShardResult:
 class BuildSummary:
     split: str
     shards: list[ShardResult]
+    # Entries of the input folders that are not readable files (broken symlinks, loops).
+    unlisted: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     @property
     def num_written(self) -> int:
@@ -92,6 +94,9 @@ def encode_image(source: str | bytes) -> tuple[bytes, int, int]:
 
 
 def _read_bytes(path: str) -> bytes:
+    if "://" not in path:  # local: OSError (permissions, loops) is reported as unreadable
+        with open(path, "rb") as f:
+            return f.read()
     with tf.io.gfile.GFile(path, "rb") as f:
         return f.read()
 

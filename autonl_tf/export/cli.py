@@ -5,10 +5,10 @@
 
 Exports the EMA weights by default (--nouse_ema for the raw weights). Every exported model is
 compared with the TensorFlow model on the first --num_verify_images eval images; the next
---num_calibration_images calibrate the full-integer 'int8' model. Exit status 0 on success; 1
-with a one-paragraph message on stderr when the export failed (bad flags, empty model_dir,
-missing data, or an exported model whose top-1 agrees with TensorFlow on fewer than
---min_top1_agreement of the verification images). A failed export writes nothing at
+--num_calibration_images calibrate the full-integer 'int8' model. Exit status (shared by every
+autonl_tf command): 0 exported; 2 bad input (flags, empty model_dir, missing or damaged data),
+one line on stderr; 1 an exported model failed verification (non-finite outputs, or top-1
+agreement with TensorFlow below --min_top1_agreement). A failed export writes nothing at
 --export_dir and leaves an earlier export there untouched.
 
 The flags are defined when the command runs (`define_flags`), not at import, so that importing
@@ -23,7 +23,9 @@ from absl import app, flags
 
 from autonl_tf.export.tflite import TFLITE_MODES
 
-__all__ = ["define_flags", "main", "run"]
+__all__ = ["PROGRAM", "define_flags", "main", "run"]
+
+PROGRAM = "python -m autonl_tf.export"
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -55,38 +57,60 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
-    """Runs the export described by parsed ``flag_values``; returns the exit status."""
-    if len(argv) > 1:
-        print(f"export failed: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
-        return 1
-    from autonl_tf.data import DataError
+    """Runs the export described by parsed ``flag_values``; returns the exit status.
+
+    0 exported; 2 bad input (flags, model_dir, data, checkpoint), one line on stderr; 1 the
+    export ran but an exported model failed verification (non-finite outputs, disagreement).
+    """
+    from autonl_tf.training import cli as cli_lib
+
+    try:
+        with cli_lib.exit_on_user_errors(PROGRAM):
+            result = _export(argv, flag_values)
+    except SystemExit as e:
+        return int(e.code)
+    print(result.summary())
+    return cli_lib.EXIT_OK
+
+
+def _export(argv: list[str], f: flags.FlagValues):
     from autonl_tf.export.atomic import ExportError
     from autonl_tf.export.model_dir import export_from_model_dir
+    from autonl_tf.export.tflite import parse_tflite_modes
 
-    f = flag_values
+    if len(argv) > 1:
+        raise ExportError(f"unexpected arguments: {' '.join(argv[1:])}")
     for required in ("model_dir", "export_dir"):
         if not f[required].value:
-            print(f"export failed: --{required} is required", file=sys.stderr)
-            return 1
+            raise ExportError(f"--{required} is required")
     try:
-        result = export_from_model_dir(
+        parse_tflite_modes(f.tflite)
+    except ValueError as e:
+        raise ExportError(f"--tflite: {e}") from None
+    try:
+        return export_from_model_dir(
             f.model_dir, f.export_dir, use_ema=f.use_ema, checkpoint_path=f.checkpoint_path,
             tflite_modes=f.tflite, int8_io=f.tflite_int8_io, top_k=f.top_k,
             labels_file=f.labels_file, data_dir=f.data_dir,
             num_calibration_images=f.num_calibration_images,
             num_verify_images=f.num_verify_images,
             min_top1_agreement=f.min_top1_agreement or None)
-    except (ExportError, DataError, ValueError, FileNotFoundError) as e:
-        # NoCheckpointError is a FileNotFoundError, CheckpointMismatchError a ValueError.
-        print(f"export failed: {e}", file=sys.stderr)
-        return 1
-    print(result.summary())
-    return 0
+    except ValueError as e:
+        if type(e) is not ValueError:  # DataError, CheckpointMismatchError...: as they are
+            raise
+        raise ExportError(str(e)) from None  # a bad argument combination
 
 
 def run() -> None:
+    """``python -m autonl_tf.export``: defines the flags, lists them in --help, runs `main`."""
     define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    # --help lists the key flags of the main module (sys.argv[0]): the flags defined above
+    # belong to this module, so register them for the main module too.
+    for flag in flags.FLAGS.get_key_flags_for_module(__name__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    from autonl_tf.training import cli as cli_lib
+
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli_lib.parse_flags)
 
 
 if __name__ == "__main__":

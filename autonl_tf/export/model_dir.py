@@ -105,6 +105,37 @@ def eval_images(data_cfg, count: int, skip: int = 0, batch_size: int = 50) -> np
     return np.concatenate(collected)[skip:wanted]
 
 
+def check_finite_on_eval_split(model: keras.Model, data_cfg, batch_size: int = 64) -> int:
+    """Runs the model on every eval image; refuses it when any gives NaN/Inf logits.
+
+    A network whose LightNL blocks diverge on a few inputs must not be exported as if it
+    worked (README, Numerics). Returns the number of images checked.
+
+    Raises:
+      VerificationError: naming how many images (and the first one) give non-finite logits.
+    """
+    from autonl_tf.data import build_eval_dataset
+    from autonl_tf.export.saved_model import VerificationError
+    from autonl_tf.export.verify import count_nonfinite_rows
+
+    total = bad = 0
+    first = None
+    for images, _, weights in build_eval_dataset(data_cfg, batch_size):
+        real = weights.numpy() > 0
+        logits = np.asarray(model(images, training=False), np.float32)[real]
+        rows = count_nonfinite_rows(logits)
+        if rows and first is None:
+            first = total + int(np.argmax(~np.isfinite(logits).all(-1)))
+        total += int(real.sum())
+        bad += rows
+    if bad:
+        raise VerificationError(
+            f"the model gives NaN/Inf logits on {bad} of the {total} eval images (first: eval "
+            f"image {first}); nothing exported. Its numbers diverge on some inputs: see the "
+            "README section Numerics (eval_main.py reports num_nonfinite)")
+    return total
+
+
 def export_trained_model(
     model: keras.Model,
     config: Any,
@@ -145,14 +176,23 @@ def export_trained_model(
     need_calibration = "int8" in modes and num_calibration_images > 0
     verification = calibration = None
     if num_verify_images > 0 or need_calibration:
+        from autonl_tf.data import DataError, diagnose
+
         try:
-            images = eval_images(data_cfg, num_verify_images + (
-                num_calibration_images if need_calibration else 0))
+            with diagnose.explain_input_errors():  # a damaged record: named in one line
+                images = eval_images(data_cfg, num_verify_images + (
+                    num_calibration_images if need_calibration else 0))
+                if num_verify_images > 0:
+                    check_finite_on_eval_split(model, data_cfg)
+        except (DataError, ExportError):
+            raise
         except Exception as e:
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             raise ExportError(
                 f"cannot read eval images for verification/calibration from data_dir "
-                f"{data_cfg.data_dir!r} (dataset {data_cfg.dataset!r}): {e}. Pass --data_dir, or "
-                "--num_verify_images=0 (and no 'int8' mode) to export without them") from e
+                f"{data_cfg.data_dir!r} (dataset {data_cfg.dataset!r}): {first_line}. Pass "
+                "--data_dir, or --num_verify_images=0 (and no 'int8' mode) to export without "
+                "them") from e
         verification = images[:num_verify_images] if num_verify_images > 0 else None
         calibration = images[num_verify_images:] if need_calibration else None
         if verification is not None and not len(verification):
@@ -172,7 +212,18 @@ def export_trained_model(
         tflite_modes=modes, calibration_images=calibration, verification_images=verification,
         min_top1_agreement=min_top1_agreement, int8_io=int8_io,
         model_spec=_get(config, "model.arch"),
-        width_multiplier=float(_get(config, "model.width_multiplier", 1.0)))
+        width_multiplier=float(_get(config, "model.width_multiplier", 1.0)),
+        weights=_restored_weights(config))
+
+
+def _restored_weights(config: Any) -> dict | None:
+    """{'checkpoint', 'step', 'ema'} of a config from `load_model_for_inference`."""
+    restored = _get(config, "restored")
+    if not restored:
+        return None
+    restored = dict(restored)
+    return {"checkpoint": os.path.basename(str(restored["checkpoint"])),
+            "step": int(restored["step"]), "ema": bool(restored["ema"])}
 
 
 def _has_files(directory: str) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -170,6 +170,7 @@ def export_saved_model(
     int8_io: bool = False,
     model_spec: ModelSpec | str | None = None,
     width_multiplier: float = 1.0,
+    weights: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """Exports a Keras classifier as a SavedModel (and optionally TFLite models), atomically.
 
@@ -191,6 +192,8 @@ def export_saved_model(
       int8_io: int8 input/output tensors for the 'int8' TFLite model.
       model_spec: the network's ModelSpec (or arch string) for MACs/params in the cards.
       width_multiplier: the width multiplier the model was built with (for the cost).
+      weights: which weights these are, recorded in the card as "weights", e.g.
+        {'checkpoint': 'ckpt-1875', 'step': 1875, 'ema': True}.
 
     Returns:
       What was written and the measured agreements.
@@ -245,6 +248,7 @@ def export_saved_model(
             "format": "autonl_tf export v1",
             **cards.export_metadata(),
             "model": dataclasses.asdict(info),
+            "weights": dict(weights) if weights else None,
             "labels_file": LABELS_FILENAME if labels is not None else None,
             "top_k": module.top_k,
             "preprocessing": cards.preprocessing_card(image_size, crop_padding),

@@ -5,7 +5,8 @@
   outputs: ``classes``      int32 [B, k]: class ids, best first (-1 for an invalid image),
            ``probabilities`` float32 [B, k]: softmax probabilities (0 for an invalid image),
            ``class_names``  string [B, k]: only when the export has labels ("" when invalid),
-           ``valid``        bool [B]: False when the image could not be decoded.
+           ``valid``        bool [B]: False when the image could not be decoded, or when
+                            the network's logits for it are not finite (NaN/Inf).
   The eval preprocessing runs in the graph (`autonl_tf.data.preprocess_for_eval`: central crop
   of size/(size+crop_padding) of the shorter side, bicubic resize, ImageNet mean/std).
 
@@ -152,8 +153,12 @@ class ClassifierServingModule(tf.Module):
         return images, valid
 
     def _serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        images, valid = self._decode_batch(image_bytes)
-        probabilities = tf.nn.softmax(self._logits(images), axis=-1)
+        images, decoded = self._decode_batch(image_bytes)
+        logits = self._logits(images)
+        # An image on which the network diverges (NaN/Inf logits) is not served as an answer.
+        finite = tf.reduce_all(tf.math.is_finite(logits), axis=-1)
+        valid = tf.logical_and(decoded, finite)
+        probabilities = tf.nn.softmax(tf.where(finite[:, None], logits, 0.0), axis=-1)
         top_probabilities, top_classes = tf.math.top_k(probabilities, k=self._top_k)
         valid_k = tf.broadcast_to(valid[:, None], tf.shape(top_classes))
         outputs = {

@@ -7,11 +7,12 @@ have batch 1), on the same normalised images the reference logits were computed 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-__all__ = ["Agreement", "compare_logits", "tflite_logits"]
+__all__ = ["Agreement", "compare_logits", "count_nonfinite_rows", "tflite_logits"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +42,24 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
                          f"{candidate.shape}")
     if len(reference) == 0:
         raise ValueError("no images to compare")
-    diff = np.abs(reference - candidate)
-    same_top1 = np.argmax(reference, -1) == np.argmax(candidate, -1)
-    return Agreement(num_images=len(reference), max_abs_logit_diff=float(diff.max()),
-                     mean_abs_logit_diff=float(diff.mean()),
+    # A row that is finite on one side only disagrees (an infinite difference), never "agrees"
+    # through the argmax of a NaN row; rows non-finite on both sides are left to
+    # `count_nonfinite_rows`, which the export checks first.
+    finite_ref = np.isfinite(reference).all(-1)
+    finite_cand = np.isfinite(candidate).all(-1)
+    both = finite_ref & finite_cand
+    diff = np.abs(reference[both] - candidate[both])
+    one_sided = finite_ref != finite_cand
+    same_top1 = (np.argmax(reference, -1) == np.argmax(candidate, -1)) & ~one_sided
+    max_diff = math.inf if one_sided.any() else (float(diff.max()) if diff.size else 0.0)
+    return Agreement(num_images=len(reference), max_abs_logit_diff=max_diff,
+                     mean_abs_logit_diff=float(diff.mean()) if diff.size else 0.0,
                      top1_agreement=float(same_top1.mean()))
+
+
+def count_nonfinite_rows(logits: np.ndarray) -> int:
+    """Rows (images) of float [N, C] logits holding a NaN or Inf."""
+    return int((~np.isfinite(np.asarray(logits, np.float64)).all(-1)).sum())
 
 
 def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:

@@ -151,6 +151,15 @@ def _moving_averages(optimizer: keras.optimizers.Optimizer, variables) -> list:
     return [averages[optimizer._get_variable_index(v)] for v in variables]
 
 
+def moving_average_variables(model: keras.Model) -> list:
+    """The EMA variables of the model's optimizer ([] when it keeps none or is not built)."""
+    optimizer = getattr(model, "optimizer", None)
+    if (optimizer is None or not getattr(optimizer, "use_ema", False)
+            or getattr(optimizer, "_model_variables_moving_average", None) is None):
+        return []
+    return _moving_averages(optimizer, model.trainable_variables)
+
+
 def assign_ema_weights(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
     """Overwrites the model's trainable weights with their EMA (BN statistics unchanged)."""
     for variable, average in zip(model.trainable_variables,
@@ -250,3 +259,58 @@ def load_model_for_inference(
     used_ema = restorer.restore(path, use_ema=use_ema)
     config.restored = dict(checkpoint=path, step=checkpoint_step(path), ema=used_ema)
     return restorer.model, config
+
+
+# --------------------------------------------------------------- model dir ownership, litter
+
+TRAINING_LOCK_FILE = ".training.lock"
+
+
+class ModelDirBusyError(RuntimeError):
+    """Another training process holds the model dir."""
+
+
+@contextlib.contextmanager
+def hold_model_dir(model_dir: str):
+    """Holds an exclusive lock on a local model dir while training writes to it.
+
+    The lock (flock on ``<model_dir>/.training.lock``) dies with its process, also on kill -9, so
+    holding it proves that no other trainer is writing checkpoints there. Yields True when the
+    lock is held; False on filesystems without locks (gs://), where nothing can be proven.
+
+    Raises:
+      ModelDirBusyError: another process is training in this model dir.
+    """
+    if "://" in model_dir:
+        yield False
+        return
+    import fcntl
+
+    tf.io.gfile.makedirs(model_dir)
+    fd = os.open(os.path.join(model_dir, TRAINING_LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ModelDirBusyError(
+                f"another training process is writing checkpoints in {model_dir}; wait for it "
+                "to finish or use another --model_dir") from None
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_abandoned_temp_dirs(model_dir: str, lock_held: bool) -> list[str]:
+    """Deletes the ``ckpt-<n>_temp`` dirs of saves that were killed mid-write.
+
+    Only with ``lock_held`` (`hold_model_dir`): then no process is saving into model_dir, so
+    every such dir is abandoned. Returns the removed paths.
+    """
+    if not lock_held:
+        return []
+    removed = []
+    for path in sorted(tf.io.gfile.glob(os.path.join(model_dir, "ckpt-*_temp"))):
+        logging.warning("removing %s, left by a checkpoint save that was interrupted", path)
+        tf.io.gfile.rmtree(path) if tf.io.gfile.isdir(path) else tf.io.gfile.remove(path)
+        removed.append(path)
+    return removed

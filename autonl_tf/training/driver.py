@@ -249,6 +249,7 @@ def fit(
     max_checkpoints_to_keep: int = 5,
     checkpoint_input_pipeline: bool = True,
     handle_sigterm: bool = True,
+    input_signature: str = "",
 ) -> dict:
     """Trains ``model`` to ``total_steps``, resuming from the latest checkpoint in ``model_dir``.
 
@@ -285,18 +286,55 @@ def fit(
         skipped on TPU and multi-worker too). Elsewhere a resumed run restarts the input.
       handle_sigterm: on SIGTERM, checkpoint after the current chunk and raise
         `TrainingInterruptedError` (single host).
+      input_signature: identifies the input pipeline's definition (data config, batch size);
+        the saved input position is keyed by it, so a run resumed with another data config
+        restarts the input (with a warning) instead of failing to restore the iterator.
 
     Returns:
       {'step', 'initial_step', 'resumed_from', 'train_logs', 'eval', 'checkpoint',
-       'images_per_second', 'seconds'}.
+       'images_per_second', 'seconds', 'skipped_records'} (skipped_records: {shard: damaged
+      records skipped} of the data.skip_corrupt pipelines, see `diagnose`).
 
     Raises:
       TrainingDivergedError: NaN/Inf loss or weights; nothing was saved for that chunk.
       TrainingInterruptedError: SIGTERM; a checkpoint of the current step was saved.
       CheckpointMismatchError: the latest checkpoint does not fit this model.
+      ModelDirBusyError: another process is training in model_dir.
+      DataError: the input pipeline met a damaged record (named in the message).
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    from autonl_tf.data import diagnose
+
+    chief = strategy_lib.is_chief(strategy)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(diagnose.explain_input_errors())
+        lock_held = chief and stack.enter_context(checkpoints_lib.hold_model_dir(model_dir))
+        checkpoints_lib.remove_abandoned_temp_dirs(model_dir, lock_held)
+        mark = diagnose.registration_mark()
+        result = _fit(model, train_dataset_fn, strategy=strategy, model_dir=model_dir,
+                    total_steps=total_steps, steps_per_loop=steps_per_loop,
+                    checkpoint_every_steps=checkpoint_every_steps,
+                    eval_dataset_fn=eval_dataset_fn, eval_steps=eval_steps,
+                    eval_every_steps=eval_every_steps, extra_callbacks=extra_callbacks,
+                    extra_checkpoint_items=extra_checkpoint_items,
+                    log_every_steps=log_every_steps, summary_fn=summary_fn,
+                    global_batch_size=global_batch_size, eval_fn=eval_fn,
+                    eval_use_ema=eval_use_ema, max_checkpoints_to_keep=max_checkpoints_to_keep,
+                    checkpoint_input_pipeline=checkpoint_input_pipeline,
+                    handle_sigterm=handle_sigterm, input_signature=input_signature)
+        # data.skip_corrupt: how many damaged records the pipelines built here skipped.
+        result["skipped_records"] = diagnose.report_skipped_records(
+            mark, os.path.join(model_dir, "train") if chief else None, result["step"])
+        return result
+
+
+def _fit(model, train_dataset_fn, *, strategy, model_dir, total_steps, steps_per_loop,
+         checkpoint_every_steps, eval_dataset_fn, eval_steps, eval_every_steps, extra_callbacks,
+         extra_checkpoint_items, log_every_steps, summary_fn, global_batch_size, eval_fn,
+         eval_use_ema, max_checkpoints_to_keep, checkpoint_input_pipeline, handle_sigterm,
+         input_signature) -> dict:
+    """`fit` once the model dir is held (see there)."""
     start_time = time.time()
     chief = strategy_lib.is_chief(strategy)
     workers = strategy_lib.num_workers(strategy)
@@ -331,10 +369,18 @@ def fit(
             and not strategy_lib.is_tpu_strategy(strategy)):
         # The iterator state depends on the per-replica batching: keyed by the replica count, so
         # a run resumed under another strategy restarts the input instead of failing.
+        # The same for the input definition: a changed data config restarts the input.
         iterator_key = f"train_iterator_{strategy.num_replicas_in_sync}_replicas"
+        if input_signature:
+            iterator_key += f"_{input_signature}"
         save_items[iterator_key] = iterator
-        if latest and iterator_key in checkpoints_lib.checkpoint_keys(latest):
+        saved_keys = checkpoints_lib.checkpoint_keys(latest) if latest else set()
+        if iterator_key in saved_keys:
             restore_items[iterator_key] = iterator
+        elif any(key.startswith("train_iterator_") for key in saved_keys):
+            logging.warning("The input pipeline changed since checkpoint %s (data config, batch "
+                            "size or replicas): its input position does not apply, the input "
+                            "starts from the beginning", latest)
         elif latest:
             logging.info("The checkpoint has no input position for %d replica(s): the input "
                          "pipeline starts from the beginning", strategy.num_replicas_in_sync)
@@ -367,12 +413,17 @@ def fit(
     logs: dict[str, float] = {}
     eval_metrics: dict | None = None
 
+    ema_variables = checkpoints_lib.moving_average_variables(model)
+
     def save(reason: str) -> str | None:
         nonlocal last_checkpoint
-        if not bool(_all_finite(model.trainable_variables)):
-            raise TrainingDivergedError(
-                f"weights are NaN/Inf at step {step}; not saving. Last good checkpoint: "
-                f"{last_checkpoint or 'none'}", step, last_checkpoint)
+        for what, variables in (("weights", model.trainable_variables),
+                                ("EMA weights (what eval and export use)", ema_variables)):
+            if variables and not bool(_all_finite(variables)):
+                raise TrainingDivergedError(
+                    f"{what} are NaN/Inf at step {step}; not saving. Last good checkpoint: "
+                    f"{last_checkpoint or 'none'}. Lower the learning rate or check the data.",
+                    step, last_checkpoint)
         path = manager.save(checkpoint_number=step)
         if chief:
             last_checkpoint = path

@@ -9,6 +9,7 @@ float64 on the host.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -41,10 +42,13 @@ def _unpack(batch):
 
 def make_classifier_evaluator(model: keras.Model, strategy: tf.distribute.Strategy,
                               top_k: int = 5) -> Callable:
-    """A tf.function: distributed eval batch -> summed [correct@1, correct@k, loss, weight].
+    """A tf.function: distributed eval batch -> summed [correct@1, correct@k, loss, weight,
+    non-finite rows].
 
     ``top_k`` is capped at the number of classes. Ties in the logits count against the label
-    (top_k indices are compared, unlike ``in_top_k`` which counts ties as hits).
+    (top_k indices are compared, unlike ``in_top_k`` which counts ties as hits). An image whose
+    logits hold a NaN/Inf counts as a miss, adds nothing to the loss sum and is counted apart,
+    so one diverging image cannot turn the mean loss into NaN unnoticed.
     """
     k = min(top_k, int(model.output_shape[-1]))
 
@@ -53,14 +57,19 @@ def make_classifier_evaluator(model: keras.Model, strategy: tf.distribute.Strate
         logits = tf.cast(model(images, training=False), tf.float32)
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         weights = tf.cast(tf.reshape(weights, [-1]), tf.float32)
+        finite = tf.reduce_all(tf.math.is_finite(logits), axis=1)
+        finite_weights = tf.where(finite, weights, 0.0)
+        logits = tf.where(finite[:, None], logits, 0.0)  # rows counted apart, kept out of sums
         top = tf.math.top_k(logits, k=k).indices
         hits = tf.equal(top, labels[:, None])
         correct1 = tf.cast(hits[:, 0], tf.float32)
         correctk = tf.cast(tf.reduce_any(hits, axis=1), tf.float32)
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
         # Padding may hold any label; its loss is finite but weighted by 0.
-        return tf.stack([tf.reduce_sum(weights * correct1), tf.reduce_sum(weights * correctk),
-                         tf.reduce_sum(weights * loss), tf.reduce_sum(weights)])
+        return tf.stack([tf.reduce_sum(finite_weights * correct1),
+                         tf.reduce_sum(finite_weights * correctk),
+                         tf.reduce_sum(finite_weights * loss), tf.reduce_sum(weights),
+                         tf.reduce_sum(weights - finite_weights)])
 
     @tf.function
     def step(batch):
@@ -84,21 +93,40 @@ def evaluate_classifier(model: keras.Model, strategy: tf.distribute.Strategy,
       evaluator: a step from `make_classifier_evaluator` (reused across calls to avoid retracing).
 
     Returns:
-      {'top1', 'top5', 'loss', 'num_images'}: accuracies in [0, 1], mean cross-entropy (without
-      label smoothing), number of real (weight-1) images.
+      {'top1', 'top5', 'loss', 'num_images', 'num_nonfinite'}: accuracies in [0, 1] over all
+      real (weight-1) images, images with non-finite logits counting as misses; mean
+      cross-entropy (without label smoothing) over the images with finite logits (None when
+      there is none); number of real images; number of them with NaN/Inf logits.
     """
     evaluator = evaluator or make_classifier_evaluator(model, strategy)
-    totals = [0.0, 0.0, 0.0, 0.0]
+    totals = [0.0] * 5
     for index, batch in enumerate(dataset):
         if steps and index >= steps:
             break
         sums = evaluator(batch).numpy()
         totals = [t + float(s) for t, s in zip(totals, sums, strict=True)]
-    correct1, correct5, loss, count = totals
+    correct1, correct5, loss, count, nonfinite = totals
     if count <= 0:
         raise ValueError("the eval dataset yielded no (weight > 0) images")
-    return {"top1": correct1 / count, "top5": correct5 / count, "loss": loss / count,
-            "num_images": int(round(count))}
+    num_nonfinite = int(round(nonfinite))
+    finite_count = count - num_nonfinite
+    if num_nonfinite:
+        logging.warning("%d of %d eval images give NaN/Inf logits: counted as misses and left "
+                        "out of the loss (see README, Numerics)", num_nonfinite, int(round(count)))
+    return {"top1": correct1 / count, "top5": correct5 / count,
+            "loss": loss / finite_count if finite_count > 0 else None,
+            "num_images": int(round(count)), "num_nonfinite": num_nonfinite}
+
+
+def json_safe(value):
+    """Non-finite floats -> None, recursively: eval_results.json stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 # ------------------------------------------------------------------------ eval_results.json
@@ -114,13 +142,20 @@ def read_eval_results(model_dir: str) -> list[dict]:
 
 
 def append_eval_result(model_dir: str, record: Mapping) -> str:
-    """Appends one record to ``<model_dir>/eval_results.json`` (a JSON list), atomically."""
-    records = read_eval_results(model_dir)
+    """Appends one record to ``<model_dir>/eval_results.json`` (a JSON list), atomically.
+
+    A record of the same checkpoint step, weights (EMA or raw) and source replaces the earlier
+    one, so a rerun does not list a checkpoint twice. Non-finite numbers are written as null.
+    """
+    def key(r: Mapping) -> tuple:
+        return r.get("step"), r.get("ema"), r.get("source")
+
+    records = [r for r in read_eval_results(model_dir) if key(r) != key(record)]
     records.append(dict(record))
     path = os.path.join(model_dir, RESULTS_FILE)
     temporary = f"{path}.tmp-{os.getpid()}"
     with tf.io.gfile.GFile(temporary, "w") as f:
-        json.dump(records, f, indent=2)
+        json.dump(json_safe(records), f, indent=2, allow_nan=False)
         f.write("\n")
     tf.io.gfile.rename(temporary, path, overwrite=True)
     return path
@@ -188,9 +223,8 @@ def evaluate_checkpoints(
             record = {"step": step, "checkpoint": os.path.basename(path), **metrics,
                       "ema": used_ema, "seconds": round(time.time() - start, 2),
                       "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            logging.info("eval step %d (%s weights): top1 %.4f | top5 %.4f | loss %.4f | "
-                         "%d images", step, "EMA" if used_ema else "raw", metrics["top1"],
-                         metrics["top5"], metrics["loss"], metrics["num_images"])
+            logging.info("eval step %d (%s weights): %s", step, "EMA" if used_ema else "raw",
+                         describe(metrics))
             if write_results:
                 append_eval_result(model_dir, record)
                 _write_eval_summaries(model_dir, record)
@@ -201,8 +235,20 @@ def evaluate_checkpoints(
     return records
 
 
+def describe(metrics: Mapping) -> str:
+    """'top1 0.9800 top5 1.0000 loss 0.1234 on 600 images' (+ the non-finite count, if any)."""
+    loss = metrics.get("loss")
+    text = (f"top1 {metrics['top1']:.4f} top5 {metrics['top5']:.4f} "
+            f"loss {'n/a' if loss is None else f'{loss:.4f}'} on {metrics['num_images']} images")
+    if metrics.get("num_nonfinite"):
+        text += f", {metrics['num_nonfinite']} with NaN/Inf logits (counted as misses)"
+    return text
+
+
 def _write_eval_summaries(model_dir: str, record: Mapping) -> None:
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
     progress.write_scalars(writer, int(record["step"]),
-                           {name: record[name] for name in ("top1", "top5", "loss")})
+                           {name: record[name] for name in ("top1", "top5", "loss",
+                                                            "num_nonfinite")
+                            if isinstance(record.get(name), int | float)})
     writer.close()

@@ -39,7 +39,8 @@ class _EvalResultsWriter(keras.callbacks.Callback):
             evaluation.append_eval_result(self.model_dir, {
                 "step": int(logs["step"]), "checkpoint": f"ckpt-{int(logs['step'])}",
                 "top1": logs["top1"], "top5": logs["top5"], "loss": logs["loss"],
-                "num_images": logs["num_images"], "ema": bool(logs["ema"]),
+                "num_images": logs["num_images"], "num_nonfinite": logs.get("num_nonfinite", 0),
+                "ema": bool(logs["ema"]),
                 "source": "train_and_eval"})
 
 
@@ -63,6 +64,50 @@ def _check_model_dir(model_dir: str, resolved: ml_collections.ConfigDict) -> Non
         checkpoints.check_same_model(saved, resolved, model_dir)
 
 
+def _check_data(resolved: ml_collections.ConfigDict, mode: str) -> None:
+    """The data config resolves and its splits exist (DataError otherwise)."""
+    from autonl_tf import data
+    from autonl_tf.data import sources
+
+    data_cfg = data.prepare(resolved.data)
+    sources.make_source(data_cfg, data_cfg.train_split)
+    if mode == "train_and_eval":
+        sources.make_source(data_cfg, data_cfg.eval_split)
+
+
+# Data keys that define the training input stream (a change restarts the input position).
+_INPUT_KEYS = ("dataset", "data_dir", "skip_corrupt", "image_size", "augment", "random_crop",
+               "random_flip", "shuffle_buffer", "cache", "deterministic", "seed", "dtype",
+               "train_split")
+
+
+def input_signature(resolved: ml_collections.ConfigDict) -> str:
+    """Short hash of what defines the training input stream (data keys, batch size)."""
+    import hashlib
+    import json
+
+    described = {key: resolved.data.get(key) for key in _INPUT_KEYS}
+    described["batch_size"] = resolved.train.batch_size
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _warn_changed_data(model_dir: str, resolved: ml_collections.ConfigDict) -> None:
+    """Says which input keys changed since the run's previous config.json (resuming works)."""
+    if not (tf.io.gfile.exists(os.path.join(model_dir, checkpoints.CONFIG_FILE))
+            and tf.train.latest_checkpoint(model_dir)):
+        return
+    saved = checkpoints.load_experiment_config(model_dir)
+    changes = [f"data.{key}: {saved.data.get(key)!r} -> {resolved.data.get(key)!r}"
+               for key in _INPUT_KEYS if saved.data.get(key) != resolved.data.get(key)]
+    if saved.train.get("batch_size") != resolved.train.batch_size:
+        changes.append(f"train.batch_size: {saved.train.get('batch_size')} -> "
+                       f"{resolved.train.batch_size}")
+    if changes:
+        logging.warning("resuming %s with a changed input (%s): the input pipeline restarts "
+                        "from its beginning", model_dir, "; ".join(changes))
+
+
 def train_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
                      strategy: tf.distribute.Strategy, mode: str = "train",
                      export_dir: str | None = None) -> dict:
@@ -82,6 +127,9 @@ def train_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
     chief = strategy_lib.is_chief(strategy)
 
     _check_model_dir(model_dir, resolved)
+    # Everything is validated before anything is written to model_dir: the data too.
+    _check_data(resolved, mode)
+    _warn_changed_data(model_dir, resolved)
     if chief:
         checkpoints.save_experiment_config(model_dir, resolved)
     logging.info("Training %s (%s) on %s: %d steps of %d images (%d replicas), lr %.4g, "
@@ -118,7 +166,8 @@ def train_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
         log_every_steps=train.log_every_steps, global_batch_size=train.batch_size,
         eval_use_ema=bool(resolved.eval.use_ema),
         max_checkpoints_to_keep=train.max_checkpoints_to_keep,
-        checkpoint_input_pipeline=bool(train.checkpoint_input_pipeline))
+        checkpoint_input_pipeline=bool(train.checkpoint_input_pipeline),
+        input_signature=input_signature(resolved))
     result["config"] = resolved
     result["model"] = model
     result["export"] = None

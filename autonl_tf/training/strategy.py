@@ -67,6 +67,47 @@ def _ensure_logical_cpus(count: int) -> list[str]:
     return [d.name for d in logical[:count]]
 
 
+def _tpu_flags(tpu: str, zone: str | None, project: str | None) -> str:
+    return " ".join([f"--tpu={tpu}"] + ([f"--tpu_zone={zone}"] if zone else [])
+                    + ([f"--gcp_project={project}"] if project else []))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+
+
+def _tpu_strategy(tpu: str, zone: str | None, project: str | None) -> tf.distribute.Strategy:
+    """TPUStrategy on a Cloud TPU; a missing or unreachable TPU is one `StrategyError` line."""
+    flags_used = _tpu_flags(tpu, zone, project)
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu=tpu, zone=zone, project=project)
+        if tpu != "local":
+            tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        strategy = tf.distribute.TPUStrategy(resolver)
+    except (RuntimeError, ValueError, ImportError, tf.errors.OpError) as e:
+        cause = _first_line(e)
+        if "Missing runtime dependency" in cause or isinstance(e, ImportError):
+            raise StrategyError(
+                f"{flags_used}: the Cloud TPU client is not installed ({cause}); install the "
+                "TPU extra: pip install -e '.[tpu]' (cloud-tpu-client), or run on a TPU VM "
+                "with --tpu=local") from None
+        if tpu == "local":
+            raise StrategyError(
+                f"{flags_used}: no TPU on this machine ({cause}). Check that this is a Cloud "
+                "TPU VM with the TPU runtime (libtpu) installed, or drop --tpu to train on the "
+                "GPUs/CPU") from None
+        raise StrategyError(
+            f"{flags_used}: cannot reach the Cloud TPU ({cause}). Check the TPU name, zone and "
+            f"project (gcloud compute tpus list --zone={zone or '<zone>'} "
+            f"--project={project or '<project>'}), that the TPU is READY, and that this VM "
+            "may use the TPU API") from None
+    logging.info("TPUStrategy on %r: %d replicas", tpu, strategy.num_replicas_in_sync)
+    return strategy
+
+
 def create_strategy(tpu: str | None = None, tpu_zone: str | None = None,
                     gcp_project: str | None = None, num_gpus: int | None = None,
                     num_cpu_replicas: int = 0,
@@ -82,14 +123,7 @@ def create_strategy(tpu: str | None = None, tpu_zone: str | None = None,
         ``TF_CONFIG`` lists more than one task.
     """
     if tpu:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-            tpu=tpu, zone=tpu_zone, project=gcp_project)
-        if tpu != "local":
-            tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        strategy = tf.distribute.TPUStrategy(resolver)
-        logging.info("TPUStrategy on %r: %d replicas", tpu, strategy.num_replicas_in_sync)
-        return strategy
+        return _tpu_strategy(tpu, tpu_zone, gcp_project)
 
     tf_config = _tf_config()
     if multi_worker is None:

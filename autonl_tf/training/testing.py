@@ -92,3 +92,88 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 def main_command(binary: str, *args: str) -> list[str]:
     """``[sys.executable, <repo>/<binary>, *args]``."""
     return [sys.executable, str(REPO_ROOT / binary), *args]
+
+
+def kill_drill(args: list[str], model_dir: str, num_kills: int, *, seed: int = 0,
+               max_delay_s: float = 2.0, log_dir: str | None = None,
+               timeout_s: float = 300.0) -> list[dict]:
+    """kill -9 ``train_main.py <args>`` ``num_kills`` times at random moments, rerunning each time.
+
+    Every run is killed a random 0..max_delay_s seconds after it trains (its first step log or
+    checkpoint line, so that every run makes progress), which with frequent checkpoints often lands inside a
+    checkpoint save. Checks, for every rerun, that it resumed from the last complete checkpoint
+    the killed run left (the one named by <model_dir>/checkpoint) and removed the ``_temp``
+    directories of interrupted saves. Returns one record per kill: {'kill', 'checkpoint_step',
+    'temp_dirs', 'resumed_step'} (resumed_step: where the next run started).
+
+    Raises:
+      AssertionError: a rerun did not resume from the last complete checkpoint, or a
+        ``_temp`` directory survived a rerun.
+    """
+    import random
+    import re
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    import tensorflow as tf
+
+    rng = random.Random(seed)
+    log_dir = log_dir or tempfile.mkdtemp(prefix="kill_drill_")
+    # Training is running (not just resumed and compiling): a log or checkpoint of this run.
+    started = re.compile(r"step \d+/\d+ \(|Saved checkpoint")
+    resumed = re.compile(r"Resumed from checkpoint \S*ckpt-(\d+) at step (\d+)")
+    records: list[dict] = []
+    for kill in range(num_kills + 1):
+        log_path = os.path.join(log_dir, f"run{kill}.log")
+        previous = records[-1] if records else None
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(main_command("train_main.py", *args), cwd=REPO_ROOT,
+                                    env=subprocess_env(), stdout=log, stderr=log)
+            try:
+                deadline = time.time() + timeout_s
+                while kill < num_kills:
+                    if proc.poll() is not None:
+                        raise AssertionError(f"run {kill} ended before it was killed: "
+                                             f"{open(log_path).read()[-2000:]}")
+                    if started.search(open(log_path).read()):
+                        time.sleep(rng.uniform(0.0, max_delay_s))
+                        proc.send_signal(signal.SIGKILL)
+                        break
+                    if time.time() > deadline:
+                        raise AssertionError(f"run {kill} did not start training in time")
+                    time.sleep(0.02)
+                proc.wait(timeout=timeout_s)
+            finally:
+                proc.kill()
+                proc.wait()
+        text = open(log_path).read()
+        if previous is not None:
+            match = resumed.search(text)
+            expected = previous["checkpoint_step"]
+            got = int(match[1]) if match else None
+            if got != expected:
+                raise AssertionError(f"run {kill} resumed from step {got}, but the last complete "
+                                     f"checkpoint was {expected}: {text[-2000:]}")
+            previous["resumed_step"] = got
+            for temp_dir in previous["temp_dirs"]:
+                # Removed before the resume (logged), whether or not this run is killed later.
+                if f"{temp_dir}, left by a checkpoint save that was interrupted" not in text:
+                    raise AssertionError(f"run {kill} did not remove {temp_dir}: {text[-2000:]}")
+        if kill == num_kills:
+            if proc.returncode != 0:
+                raise AssertionError(f"the final run failed: {text[-2000:]}")
+            leftovers = tf.io.gfile.glob(os.path.join(model_dir, "*_temp"))
+            if leftovers:
+                raise AssertionError(f"temporary checkpoint directories left: {leftovers}")
+            break
+        latest = tf.train.latest_checkpoint(model_dir)
+        records.append({
+            "kill": kill,
+            "checkpoint_step": int(re.search(r"ckpt-(\d+)$", latest)[1]) if latest else None,
+            "temp_dirs": sorted(os.path.basename(p) for p in
+                                tf.io.gfile.glob(os.path.join(model_dir, "*_temp"))),
+            "resumed_step": None,
+        })
+    return records
