@@ -11,6 +11,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from autonl_tf.data import normalize
 from autonl_tf.export import (
     TFLITE_MODES,
+    DelegatePartitions,
     VerificationError,
     compare_logits,
     convert_to_tflite,
@@ -19,6 +20,7 @@ from autonl_tf.export import (
     testing,
     tflite_logits,
     tflite_op_codes,
+    xnnpack_partitions,
 )
 from autonl_tf.models import build_model, resolve_model_spec
 
@@ -74,9 +76,11 @@ def _assert_builtin_only(model_bytes: bytes) -> set[str]:
 @pytest.mark.parametrize("mode", [*TFLITE_MODES, "int8_io"])
 def test_every_mode_uses_builtin_ops_only(converted, mode):
     names = _assert_builtin_only(converted[mode])
-    # LightNL (einsum -> BATCH_MATMUL, strided slices, reshapes) and SE (MEAN, LOGISTIC, MUL)
-    # are there as builtins.
-    assert {"BATCH_MATMUL", "STRIDED_SLICE", "RESHAPE", "MEAN", "LOGISTIC", "MUL"} <= names
+    # LightNL (reshapes and stride-1 slices; batch matmuls, or MUL + SUM in full-integer int8)
+    # and SE (MEAN, LOGISTIC, MUL) are there as builtins.
+    assert {"STRIDED_SLICE", "RESHAPE", "MEAN", "LOGISTIC", "MUL"} <= names
+    products = {"SUM"} if mode.startswith("int8") else {"BATCH_MATMUL"}
+    assert products <= names and not ({"SUM", "BATCH_MATMUL"} - products) & names
 
 
 def test_float32_matches_tensorflow(demo_model, converted, verification_images):
@@ -124,7 +128,10 @@ def test_published_architectures_convert_to_builtins(name):
     int8_model = convert_to_tflite(model, 64, "int8", images)
 
     assert "BATCH_MATMUL" in _assert_builtin_only(float_model)
-    assert "BATCH_MATMUL" in _assert_builtin_only(int8_model)
+    assert "BATCH_MATMUL" not in _assert_builtin_only(int8_model)
+    # XNNPACK runs the whole graph in both modes, LightNL included: one delegate partition.
+    for converted_model in (float_model, int8_model):
+        assert xnnpack_partitions(converted_model) == DelegatePartitions(1, ())
     reference = model(images, training=False).numpy()
     agreement = compare_logits(reference, tflite_logits(float_model, images))
     assert agreement.max_abs_logit_diff < 1e-3 * np.abs(reference).max(), agreement
@@ -177,3 +184,20 @@ def test_mode_parsing_and_errors(demo_model):
         convert_to_tflite(demo_model, IMAGE_SIZE, "int8")
     with pytest.raises(ValueError, match="int8 input/output needs the full-integer mode"):
         convert_to_tflite(demo_model, IMAGE_SIZE, "float16", int8_io=True)
+
+
+def test_xnnpack_partitions_counts_what_the_delegate_rejects():
+    """A strided slice with stride 2 is left to the builtin kernels in int8: the counter must see
+    the split (two partitions around it), and one partition once it is written as a reshape."""
+    from autonl_tf.layers.lightnl import subsample
+
+    def convert(function):
+        inputs = keras.Input((8, 8, 3))
+        features = keras.layers.Conv2D(16, 1)(inputs)
+        outputs = keras.layers.Conv2D(4, 1)(keras.layers.Lambda(function)(features))
+        images = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+        return convert_to_tflite(keras.Model(inputs, outputs), 8, "int8", images)
+
+    strided = xnnpack_partitions(convert(lambda t: t[:, ::2, ::2, :]))
+    assert strided.partitions == 2 and strided.undelegated == ("STRIDED_SLICE",)
+    assert xnnpack_partitions(convert(lambda t: subsample(t, 2))) == DelegatePartitions(1, ())

@@ -17,9 +17,11 @@ from autonl_tf.export.saved_model import (
 from autonl_tf.export.serving import SERVING_BYTES, SERVING_IMAGES, SERVING_NORMALIZED
 from autonl_tf.export.tflite import (
     TFLITE_MODES,
+    DelegatePartitions,
     convert_to_tflite,
     parse_tflite_modes,
     tflite_op_codes,
+    xnnpack_partitions,
 )
 from autonl_tf.export.verify import Agreement, compare_logits, tflite_logits
 
@@ -29,6 +31,7 @@ __all__ = [
     "SERVING_NORMALIZED",
     "TFLITE_MODES",
     "Agreement",
+    "DelegatePartitions",
     "ExportError",
     "ExportResult",
     "TFLiteArtifact",
@@ -43,4 +46,5 @@ __all__ = [
     "tflite_filename",
     "tflite_logits",
     "tflite_op_codes",
+    "xnnpack_partitions",
 ]

@@ -24,11 +24,15 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.python import schema_util
 
+from autonl_tf.layers import lightnl
+
 __all__ = [
     "MODE_DESCRIPTIONS",
     "TFLITE_MODES",
+    "DelegatePartitions",
     "OpCode",
     "assert_builtin_ops_only",
+    "xnnpack_partitions",
     "convert_to_tflite",
     "parse_tflite_modes",
     "tflite_op_codes",
@@ -44,6 +48,10 @@ MODE_DESCRIPTIONS = {
             "representative set; float32 input/output unless int8_io",
 }
 TFLITE_MODES = tuple(MODE_DESCRIPTIONS)
+# Modes whose LightNL products are traced as broadcast MUL + SUM instead of batch matmuls: the
+# XNNPACK delegate runs float batch matmuls but no int8 ones (those would fall back to the
+# reference kernels, splitting the graph into delegate partitions).
+BROADCAST_PRODUCT_MODES = ("int8",)
 
 
 def parse_tflite_modes(modes: str | Iterable[str] | None) -> list[str]:
@@ -70,12 +78,16 @@ def parse_tflite_modes(modes: str | Iterable[str] | None) -> list[str]:
 _TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _fixed_batch_function(model: keras.Model, image_size: int):
-    """(tf.Module tracking the captured variables, concrete function [1, S, S, 3] -> logits)."""
+def _fixed_batch_function(model: keras.Model, image_size: int, broadcast: bool):
+    """(tf.Module tracking the captured variables, concrete function [1, S, S, 3] -> logits).
+
+    ``broadcast``: trace LightNL's products as broadcast MUL + SUM (`lightnl.broadcast_products`).
+    """
     traced = _TRACED.setdefault(model, {})
-    if image_size not in traced:
-        traced[image_size] = _trace_fixed_batch_function(model, image_size)
-    return traced[image_size]
+    if (image_size, broadcast) not in traced:
+        with lightnl.broadcast_products(broadcast):
+            traced[image_size, broadcast] = _trace_fixed_batch_function(model, image_size)
+    return traced[image_size, broadcast]
 
 
 def _trace_fixed_batch_function(model: keras.Model, image_size: int):
@@ -130,7 +142,7 @@ def convert_to_tflite(model: keras.Model, image_size: int, mode: str,
         raise ValueError(f"unknown TFLite mode {mode!r}; valid modes: {', '.join(TFLITE_MODES)}")
     if int8_io and mode != "int8":
         raise ValueError(f"int8 input/output needs the full-integer mode 'int8', not {mode!r}")
-    holder, concrete = _fixed_batch_function(model, image_size)
+    holder, concrete = _fixed_batch_function(model, image_size, mode in BROADCAST_PRODUCT_MODES)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
     # Convert the frozen graph directly instead of round-tripping through a temporary
     # SavedModel: same flatbuffer, 5-10x faster for the full networks (the SavedModel save
@@ -201,3 +213,53 @@ def assert_builtin_ops_only(model_bytes: bytes, what: str = "model") -> Sequence
         raise ValueError(f"{what} uses non-builtin TFLite ops {custom}: it would need "
                          "SELECT_TF_OPS/Flex or custom kernels")
     return [c.name for c in codes]
+
+
+@dataclasses.dataclass(frozen=True)
+class DelegatePartitions:
+    """How the XNNPACK delegate of the LiteRT interpreter splits a model.
+
+    ``partitions``: delegate nodes (each a subgraph XNNPACK runs); ``undelegated``: the op names
+    left to the builtin kernels, in execution order. A model XNNPACK takes whole has one
+    partition and nothing undelegated; every undelegated op between two partitions costs a
+    hand-over between XNNPACK and the reference kernels.
+    """
+
+    partitions: int
+    undelegated: tuple[str, ...]
+
+
+def xnnpack_partitions(model_bytes: bytes) -> DelegatePartitions:
+    """Loads the model in the LiteRT interpreter (default delegates) and reads its node list."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes, num_threads=1)
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()  # the only Python view of the delegated node list
+    nodes = [op for op in ops if op["op_name"] != "DELEGATE"]
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    inside: set[int] = set()
+    for delegate in delegates:
+        inputs, outputs = set(delegate["inputs"]), set(delegate["outputs"])
+        # A node belongs to this partition when it lies between the partition's inputs and
+        # outputs: reachable forward from the inputs and backward from the outputs without
+        # crossing the partition boundary.
+        after = _reachable(nodes, inputs, stop=outputs, forward=True)
+        before = _reachable(nodes, outputs, stop=inputs, forward=False)
+        inside |= after & before
+    return DelegatePartitions(len(delegates), tuple(
+        node["op_name"] for node in nodes if node["index"] not in inside))
+
+
+def _reachable(nodes: list[dict], start: set[int], stop: set[int], forward: bool) -> set[int]:
+    tensors, reached = set(start), set()
+    source, target = ("inputs", "outputs") if forward else ("outputs", "inputs")
+    changed = True
+    while changed:
+        changed = False
+        for node in nodes:
+            if node["index"] not in reached and set(node[source]) & tensors:
+                reached.add(node["index"])
+                tensors |= set(node[target]) - stop
+                changed = True
+    return reached
