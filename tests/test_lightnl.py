@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from autonl_tf import cost
 from autonl_tf.layers import LightNL, lightnl_aggregate
-from autonl_tf.layers.lightnl import broadcast_products, subsample
+from autonl_tf.layers.lightnl import subsample
 
 
 def numpy_lightnl_aggregate(x: np.ndarray, ratio: float, stride: int) -> np.ndarray:
@@ -34,17 +34,6 @@ def test_aggregate_matches_numpy(order, height, width, channels, ratio, stride):
     rng = np.random.default_rng(height * 100 + channels + stride)
     x = rng.normal(size=(2, height, width, channels)).astype(np.float32)
     got = lightnl_aggregate(tf.constant(x), ratio, stride, order=order).numpy()
-    np.testing.assert_allclose(got, numpy_lightnl_aggregate(x, ratio, stride), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("order", ["affinity_first", "context_first"])
-@pytest.mark.parametrize("height, width, channels, ratio, stride", CASES)
-def test_broadcast_products_match_numpy(order, height, width, channels, ratio, stride):
-    # The MUL + SUM form the full-integer TFLite export traces computes the same values.
-    rng = np.random.default_rng(height * 100 + channels + stride)
-    x = rng.normal(size=(2, height, width, channels)).astype(np.float32)
-    with broadcast_products():
-        got = lightnl_aggregate(tf.constant(x), ratio, stride, order=order).numpy()
     np.testing.assert_allclose(got, numpy_lightnl_aggregate(x, ratio, stride), rtol=1e-4, atol=1e-5)
 
 

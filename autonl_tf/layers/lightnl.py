@@ -9,16 +9,12 @@ initialised to zero, so a freshly inserted block is the identity.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator
-
 import keras
 import tensorflow as tf
 
 from autonl_tf import cost
 
-__all__ = ["LightNL", "broadcast_products", "lightnl_aggregate", "subsample"]
+__all__ = ["LightNL", "lightnl_aggregate", "subsample"]
 
 
 ORDERS = ("auto", "affinity_first", "context_first")
@@ -43,46 +39,6 @@ def subsample(x: tf.Tensor, stride: int) -> tf.Tensor:
     return tf.reshape(grouped[:, :, :1, :, :channels], [-1, out_h, out_w, channels])
 
 
-_BROADCAST_PRODUCTS = contextvars.ContextVar("lightnl_broadcast_products", default=False)
-
-
-@contextlib.contextmanager
-def broadcast_products(enabled: bool = True) -> Iterator[None]:
-    """Within this context LightNL builds its two products as broadcast MUL + SUM.
-
-    Same values as the default batch matmuls (einsum), but the ops XNNPACK runs in full-integer
-    int8 (it takes no int8 matmul of two activations). The TFLite export traces int8 models
-    inside it; training keeps the batch matmuls, which do not materialise the [.., K, ..]
-    product tensor.
-    """
-    token = _BROADCAST_PRODUCTS.set(enabled)
-    try:
-        yield
-    finally:
-        _BROADCAST_PRODUCTS.reset(token)
-
-
-def _product(equation: str, layout: str, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    """``tf.einsum(equation, a, b)`` for a product of two activations with one summed axis.
-
-    ``layout`` orders all axes of the equation so that both operands and the output are
-    subsequences of it (e.g. 'bnc,bmc->bnm' in 'bnmc'): under `broadcast_products` each operand
-    is reshaped into that layout (size-1 axes where it has none), multiplied with broadcasting
-    and summed over the one axis missing from the output, with no transposes.
-    """
-    if not _BROADCAST_PRODUCTS.get():
-        return tf.einsum(equation, a, b)
-    inputs, output = equation.split("->")
-    (summed,) = set(layout) - set(output)
-
-    def expand(t: tf.Tensor, axes: str) -> tf.Tensor:
-        sizes = dict(zip(axes, t.shape, strict=True))
-        return tf.reshape(t, [-1] + [sizes.get(axis, 1) for axis in layout[1:]])
-
-    a_axes, b_axes = inputs.split(",")
-    return tf.reduce_sum(expand(a, a_axes) * expand(b, b_axes), axis=layout.index(summed))
-
-
 def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int, order: str = "auto") -> tf.Tensor:
     """The non-local aggregation ``(q k^T) v / (H*W)`` of a LightNL, without conv/BN/residual.
 
@@ -96,9 +52,9 @@ def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int, order: str = "aut
     Returns:
       [batch, H, W, C] tensor of ``x``'s dtype.
 
-    The 1/(H*W) is split over the two products so that every intermediate stays at the scale of
-    the activations (what full-integer int8 quantises well): the first product is averaged over
-    its summed axis (1/rC for the affinity, 1/HW' for the context), the second gets the rest.
+    The 1/(H*W) multiplies the key, the smallest operand ([HW', rC]) in both orders, and the
+    graph has few ops (a per-op cost on phones): one flattening of x feeds the query, one of
+    the subsampled x the value and, by a channel slice, the key.
     """
     _, height, width, channels = x.shape
     if height is None or width is None or channels is None:
@@ -110,22 +66,19 @@ def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int, order: str = "aut
         raise ValueError(f"unknown LightNL order {order!r}; expected one of {ORDERS}")
     rc = cost.lightnl_channels(channels, ratio)
     num_queries = height * width
+    query = tf.reshape(x, [-1, num_queries, channels])[..., :rc]  # [B, HW, rC]
     sub = subsample(x, stride)
-    num_keys = sub.shape[1] * sub.shape[2]
-    query = tf.reshape(x[..., :rc], [-1, num_queries, rc])
-    key = tf.reshape(sub[..., :rc], [-1, num_keys, rc])
-    value = tf.reshape(sub, [-1, num_keys, channels])
+    value = tf.reshape(sub, [-1, sub.shape[1] * sub.shape[2], channels])  # [B, HW', C]
+    key = value[..., :rc] * tf.cast(1.0 / num_queries, x.dtype)  # [B, HW', rC]
     if order == "auto":
         affinity_first, context_first = cost.lightnl_orders(height, width, channels, ratio, stride)
         order = "affinity_first" if affinity_first < context_first else "context_first"
     if order == "affinity_first":
-        # [B, HW, HW'] = q k^T / rC, then [B, HW, C] = affinity v * rC / HW.
-        affinity = _product("bnc,bmc->bnm", "bnmc", query, key * (1.0 / rc))
-        y = _product("bnm,bmc->bnc", "bnmc", affinity * (rc / num_queries), value)
+        affinity = tf.einsum("bnc,bmc->bnm", query, key)  # [B, HW, HW']
+        y = tf.einsum("bnm,bmc->bnc", affinity, value)
     else:
-        # [B, rC, C] = k^T v / HW', then [B, HW, C] = q context * HW' / HW.
-        context = _product("bmc,bmd->bcd", "bmcd", key * (1.0 / num_keys), value)
-        y = _product("bnc,bcd->bnd", "bncd", query, context * (num_keys / num_queries))
+        context = tf.einsum("bmc,bmd->bcd", key, value)  # [B, rC, C]
+        y = tf.einsum("bnc,bcd->bnd", query, context)
     return tf.reshape(y, [-1, height, width, channels])
 
 
