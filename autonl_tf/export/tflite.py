@@ -168,8 +168,9 @@ def convert_to_tflite(model: keras.Model, image_size: int, mode: str,
             raise ValueError(f"calibration images have shape {calibration_images.shape}; "
                              f"expected [N, {image_size}, {image_size}, 3]")
         _check_finite_logits(model, calibration_images)
+        float_model = converter.convert()
         calibration_images = typical_calibration_images(
-            converter.convert(), calibration_images, calibration_outlier_fraction)
+            float_model, calibration_images, calibration_outlier_fraction)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: _representative_dataset(calibration_images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -51,10 +51,16 @@ def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int, order: str = "aut
 
     Returns:
       [batch, H, W, C] tensor of ``x``'s dtype.
+    """
+    return _aggregate_unscaled(x, ratio, stride, order) * tf.cast(
+        1.0 / (x.shape[1] * x.shape[2]), x.dtype)
 
-    The 1/(H*W) multiplies the key, the smallest operand ([HW', rC]) in both orders, and the
-    graph has few ops (a per-op cost on phones): one flattening of x feeds the query, one of
-    the subsampled x the value and, by a channel slice, the key.
+
+def _aggregate_unscaled(x: tf.Tensor, ratio: float, stride: int, order: str) -> tf.Tensor:
+    """``q k^T v`` (without the 1/(H*W)), [batch, H, W, C], in as few ops as it takes.
+
+    Few ops because each costs a fixed overhead on phones: one flattening of x feeds the query,
+    one of the subsampled x the value and, by a channel slice, the key.
     """
     _, height, width, channels = x.shape
     if height is None or width is None or channels is None:
@@ -65,11 +71,10 @@ def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int, order: str = "aut
     if order not in ORDERS:
         raise ValueError(f"unknown LightNL order {order!r}; expected one of {ORDERS}")
     rc = cost.lightnl_channels(channels, ratio)
-    num_queries = height * width
-    query = tf.reshape(x, [-1, num_queries, channels])[..., :rc]  # [B, HW, rC]
+    query = tf.reshape(x, [-1, height * width, channels])[..., :rc]  # [B, HW, rC]
     sub = subsample(x, stride)
     value = tf.reshape(sub, [-1, sub.shape[1] * sub.shape[2], channels])  # [B, HW', C]
-    key = value[..., :rc] * tf.cast(1.0 / num_queries, x.dtype)  # [B, HW', rC]
+    key = value[..., :rc]  # [B, HW', rC]
     if order == "auto":
         affinity_first, context_first = cost.lightnl_orders(height, width, channels, ratio, stride)
         order = "affinity_first" if affinity_first < context_first else "context_first"
@@ -115,8 +120,14 @@ class LightNL(keras.layers.Layer):
         self.bn.build(input_shape)
 
     def call(self, inputs, training=None):
-        y = lightnl_aggregate(inputs, self.ratio, self.stride)
-        return inputs + self.bn(self.depthwise(y), training=training)
+        # depthwise(y / HW) computed as a depthwise conv of y with the kernel / HW: the same
+        # linear map, and the converters fold the kernel scaling into the constant weights, so
+        # the graph has no elementwise op for the 1/(H*W).
+        y = _aggregate_unscaled(inputs, self.ratio, self.stride, "auto")
+        kernel = self.depthwise.kernel * (1.0 / (inputs.shape[1] * inputs.shape[2]))
+        y = tf.nn.depthwise_conv2d(y, tf.cast(kernel, y.dtype), strides=[1, 1, 1, 1],
+                                   padding="SAME")
+        return inputs + self.bn(y, training=training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
