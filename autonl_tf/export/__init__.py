@@ -6,6 +6,7 @@ weights first. The command line is ``python -m autonl_tf.export`` (see cli.py).
 """
 
 from autonl_tf.export.atomic import ExportError, atomic_directory
+from autonl_tf.export.metadata import embed_classifier_metadata, read_classifier_metadata
 from autonl_tf.export.model_dir import export_from_model_dir, export_trained_model
 from autonl_tf.export.saved_model import (
     ExportResult,
@@ -20,6 +21,7 @@ from autonl_tf.export.tflite import (
     DelegatePartitions,
     convert_to_tflite,
     parse_tflite_modes,
+    tflite_input,
     tflite_op_codes,
     xnnpack_partitions,
 )
@@ -41,9 +43,12 @@ __all__ = [
     "convert_to_tflite",
     "export_from_model_dir",
     "export_saved_model",
+    "embed_classifier_metadata",
     "export_trained_model",
     "parse_tflite_modes",
+    "read_classifier_metadata",
     "tflite_filename",
+    "tflite_input",
     "tflite_logits",
     "tflite_op_codes",
     "xnnpack_partitions",

@@ -2,7 +2,9 @@
 
 `embed_classifier_metadata` writes into a .tflite what an app needs to run it without our code:
 the model's name and description, the input's colour space and normalisation ``(pixel - mean) /
-std`` (MediaPipe applies it to the RGB 0..255 image it was given), and a labels file packed
+std`` (MediaPipe applies it to the RGB 0..255 image it was given; it takes one mean and one std
+for all channels, so our models normalise per channel inside and declare mean 0, std 1), and a
+labels file packed
 into the model (a zip archive appended to the flatbuffer, ``TENSOR_AXIS_LABELS``: line i names
 class i of the output). The metadata flatbuffer follows the TFLite Metadata schema, built with
 the schema classes MediaPipe ships (``metadata_schema_py_generated``); MediaPipe's own writer
@@ -38,11 +40,11 @@ def _schema():
     return schema
 
 
-def _metadata_flatbuffer(name: str, description: str, labels: Sequence[str],
-                         mean: Sequence[float], std: Sequence[float]) -> bytes:
+def _metadata_flatbuffer(name: str, description: str, labels: Sequence[str], mean: float,
+                         std: float) -> bytes:
     schema = _schema()
     normalization = schema.NormalizationOptionsT()
-    normalization.mean, normalization.std = [float(m) for m in mean], [float(s) for s in std]
+    normalization.mean, normalization.std = [float(mean)], [float(std)]
     normalize = schema.ProcessUnitT()
     normalize.optionsType = schema.ProcessUnitOptions.NormalizationOptions
     normalize.options = normalization
@@ -51,15 +53,15 @@ def _metadata_flatbuffer(name: str, description: str, labels: Sequence[str],
     image_properties.colorSpace = schema.ColorSpaceType.RGB
     image = schema.TensorMetadataT()
     image.name = "image"
-    image.description = ("RGB image, pixel values 0..255 normalised as (pixel - mean) / std, "
-                         "already cropped and resized to the input size")
+    image.description = ("RGB image, pixel values 0..255, already cropped and resized to the "
+                         "input size; normalised as (pixel - mean) / std")
     image.content = schema.ContentT()
     image.content.contentPropertiesType = schema.ContentProperties.ImageProperties
     image.content.contentProperties = image_properties
     image.processUnits = [normalize]
     image.stats = schema.StatsT()
-    image.stats.min = [(0.0 - m) / s for m, s in zip(mean, std, strict=True)]
-    image.stats.max = [(255.0 - m) / s for m, s in zip(mean, std, strict=True)]
+    image.stats.min = [(0.0 - mean) / std]
+    image.stats.max = [(255.0 - mean) / std]
 
     labels_file = schema.AssociatedFileT()
     labels_file.name = LABELS_FILE
@@ -88,20 +90,21 @@ def _metadata_flatbuffer(name: str, description: str, labels: Sequence[str],
 
 
 def embed_classifier_metadata(model_bytes: bytes, *, name: str, description: str,
-                              labels: Sequence[str], mean: Sequence[float],
-                              std: Sequence[float]) -> bytes:
+                              labels: Sequence[str], mean: float = 0.0,
+                              std: float = 1.0) -> bytes:
     """The .tflite with TFLite Metadata and a packed labels file; ops and tensors unchanged.
 
     Args:
       model_bytes: a classifier .tflite: one image input [1, S, S, 3], one output [1, C].
       name, description: shown by the Task Library / MediaPipe and model viewers.
       labels: C class names (no newlines).
-      mean, std: per-channel normalisation of RGB 0..255 pixels, 3 values each.
+      mean, std: the client feeds ``(pixel - mean) / std`` (RGB pixels 0..255); the defaults
+        (0, 1) for our models, which take pixels.
     """
     if any("\n" in label for label in labels):
         raise ValueError("class names must not contain newlines (one label per line)")
-    if len(mean) != 3 or len(std) != 3:
-        raise ValueError(f"mean and std need 3 values (RGB); got {list(mean)} and {list(std)}")
+    if std <= 0:
+        raise ValueError(f"the normalisation std must be positive, got {std}")
     model = tflite_fb.ModelT.InitFromObj(tflite_fb.Model.GetRootAs(model_bytes, 0))
     if any(m.name.decode() == METADATA_NAME for m in model.metadata or []):
         raise ValueError("the model already has TFLite Metadata")
@@ -128,8 +131,8 @@ class ClassifierMetadata:
 
     name: str
     description: str
-    mean: list[float]
-    std: list[float]
+    mean: float
+    std: float
     labels: list[str]
 
 
@@ -153,5 +156,4 @@ def read_classifier_metadata(model_bytes: bytes) -> ClassifierMetadata:
     with zipfile.ZipFile(io.BytesIO(model_bytes)) as archive:
         labels = archive.read(labels_file.name.decode()).decode().splitlines()
     return ClassifierMetadata(metadata.name.decode(), metadata.description.decode(),
-                              [float(m) for m in normalization.mean],
-                              [float(s) for s in normalization.std], labels)
+                              float(normalization.mean[0]), float(normalization.std[0]), labels)

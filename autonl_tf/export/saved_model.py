@@ -4,7 +4,8 @@ Layout of an export directory::
 
     saved_model.pb, variables/, assets/, fingerprint.pb   the SavedModel (signatures: serving.py)
     labels.txt                                             one class name per line (if labels)
-    model_<mode>.tflite, model_<mode>.json                 per requested TFLite mode + its card
+    model_<mode>.tflite, model_<mode>.json                 per TFLite mode (with TFLite Metadata:
+                                                           labels, normalisation) + its card
     export_card.json                                       signatures, preprocessing, cost, checks
 
 Everything is written into a staging directory and renamed into place at the end (atomic.py);
@@ -26,6 +27,7 @@ from absl import logging
 
 from autonl_tf.export import cards
 from autonl_tf.export.atomic import ExportError, atomic_directory
+from autonl_tf.export.metadata import embed_classifier_metadata
 from autonl_tf.export.serving import (
     SERVING_BYTES,
     SERVING_IMAGES,
@@ -144,7 +146,9 @@ def _tflite_io_card(model_bytes: bytes) -> dict[str, Any]:
 
     (input_detail,) = interpreter.get_input_details()
     (output_detail,) = interpreter.get_output_details()
-    return {"input": describe(input_detail) | {"meaning": "normalised image, batch 1"},
+    return {"input": describe(input_detail) | {
+                "meaning": "RGB pixels 0..255, cropped and resized, batch 1; the model "
+                           "normalises them itself"},
             "output": describe(output_detail) | {"meaning": "logits"}}
 
 
@@ -283,6 +287,13 @@ def _export_tflite(model, staging, mode, info, labels, crop_padding, calibration
     model_bytes = convert_to_tflite(model, info.image_size, mode, calibration_images,
                                     int8_io=int8_io and mode == "int8")
     ops = tuple(assert_builtin_ops_only(model_bytes, what=f"TFLite model {mode!r}"))
+    model_bytes = embed_classifier_metadata(
+        model_bytes, name=info.name,
+        description=(f"{info.name} image classifier ({info.num_classes} classes, "
+                     f"{info.image_size}x{info.image_size} RGB) exported by autonl_tf; TFLite "
+                     f"mode {mode}: {MODE_DESCRIPTIONS[mode]}"),
+        labels=(list(labels) if labels is not None
+                else [f"class_{i}" for i in range(info.num_classes)]))
     logging.info("TFLite %s: %d bytes, converted in %.1fs", mode, len(model_bytes),
                  time.time() - started)
     path = os.path.join(staging, tflite_filename(mode))

@@ -1,10 +1,14 @@
 """TFLite conversion of a Keras classifier in four quantisation modes, builtin ops only.
 
 Every mode converts a concrete function with a fixed input signature: the TFLite models take a
-batch of one normalised image float32 [1, S, S, 3] ((pixel - mean) / std, RGB, 0..255 scale) and
-return float32 logits [1, num_classes]; with ``int8_io`` the full-integer model takes and returns
-int8 tensors instead (quantisation parameters in the model and its JSON card). Batch 1 is what
-on-device inference uses; the interpreter can be resized for larger batches.
+batch of one RGB image of pixel values 0..255, float32 [1, S, S, 3], already cropped and resized,
+and return float32 logits [1, num_classes]. The normalisation ``(pixel - mean) / std`` runs inside
+the model, so a phone app feeds camera pixels as they are (MediaPipe's ImageClassifier, which
+takes one mean/std for all channels, reads mean 0 / std 1 from the metadata). With ``int8_io``
+the full-integer model takes and returns int8 tensors instead (quantisation parameters in the
+model and its JSON card). Batch 1 is what on-device inference uses; the interpreter can be
+resized for larger batches. Python callers here pass normalised images, as to the Keras model:
+`tflite_input` turns them into the pixels the TFLite model takes.
 
 Only the TFLite builtin op set is allowed (``TFLITE_BUILTINS``, ``TFLITE_BUILTINS_INT8`` for the
 full-integer mode), never SELECT_TF_OPS / Flex or custom ops: a model that needed them fails to
@@ -24,17 +28,20 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.python import schema_util
 
+from autonl_tf.data import preprocessing
+
 __all__ = [
     "MODE_DESCRIPTIONS",
     "TFLITE_MODES",
     "DelegatePartitions",
     "OpCode",
     "assert_builtin_ops_only",
-    "typical_calibration_images",
-    "xnnpack_partitions",
     "convert_to_tflite",
     "parse_tflite_modes",
+    "tflite_input",
     "tflite_op_codes",
+    "typical_calibration_images",
+    "xnnpack_partitions",
 ]
 
 # mode -> what it means (also written into the model card).
@@ -91,9 +98,16 @@ def _fixed_batch_function(model: keras.Model, image_size: int):
     return traced[image_size]
 
 
+def tflite_input(normalized_images: np.ndarray) -> np.ndarray:
+    """float32 [N, S, S, 3] normalised images (the Keras model's input) -> RGB pixels 0..255."""
+    return (np.asarray(normalized_images, np.float32) * np.float32(preprocessing.IMAGENET_STD)
+            + np.float32(preprocessing.IMAGENET_MEAN))
+
+
 def _trace_fixed_batch_function(model: keras.Model, image_size: int):
     forward = tf.function(
-        lambda images: {"logits": tf.cast(model(images, training=False), tf.float32)},
+        lambda images: {"logits": tf.cast(
+            model(preprocessing.normalize(images), training=False), tf.float32)},
         input_signature=[tf.TensorSpec([1, image_size, image_size, 3], tf.float32,
                                        name="images")])
     concrete = forward.get_concrete_function()
@@ -107,9 +121,9 @@ def _trace_fixed_batch_function(model: keras.Model, image_size: int):
     return holder, concrete
 
 
-def _representative_dataset(images: np.ndarray) -> Iterator[list[np.ndarray]]:
-    for image in images:
-        yield [image[None].astype(np.float32)]
+def _representative_dataset(normalized_images: np.ndarray) -> Iterator[list[np.ndarray]]:
+    for image in tflite_input(normalized_images):
+        yield [image[None]]
 
 
 def _check_finite_logits(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> None:
@@ -215,7 +229,7 @@ def typical_calibration_images(float_model: bytes, images: np.ndarray,
                    if d["dtype"] == np.float32 and d["index"] != input_detail["index"]]
     peaks = np.zeros([len(images), len(activations)])
     for row, image in enumerate(images):
-        interpreter.set_tensor(input_detail["index"], image[None])
+        interpreter.set_tensor(input_detail["index"], tflite_input(image[None]))
         interpreter.invoke()
         for column, index in enumerate(activations):
             peaks[row, column] = np.max(np.abs(interpreter.get_tensor(index)), initial=0.0)
