@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from autonl_tf.export.tflite import TFLITE_MODES
+from autonl_tf.export.tflite import DEFAULT_TFLITE_MODES, TFLITE_MODES
 
 __all__ = ["define_flags", "main", "run"]
 
@@ -35,8 +35,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("checkpoint_path", None,
                         "Checkpoint to export (default: the latest in model_dir).", **fv)
     flags.DEFINE_bool("use_ema", True, "Export the EMA weights (what eval reports).", **fv)
-    flags.DEFINE_string("tflite", "", "Comma-separated TFLite modes to write next to the "
-                        f"SavedModel: {', '.join(TFLITE_MODES)} (empty: SavedModel only).", **fv)
+    flags.DEFINE_string("tflite", ",".join(DEFAULT_TFLITE_MODES),
+                        "Comma-separated TFLite modes to write next to the SavedModel: "
+                        f"{', '.join(TFLITE_MODES)} (empty: SavedModel only). The default modes "
+                        "are the accurate and fast ones (each model's card says why).", **fv)
     flags.DEFINE_bool("tflite_int8_io", False,
                       "int8 input/output tensors for the 'int8' TFLite model.", **fv)
     flags.DEFINE_integer("top_k", 5, "Classes returned by the serving_default signature.",

@@ -36,6 +36,7 @@ from autonl_tf.export.serving import (
 )
 from autonl_tf.export.tflite import (
     MODE_DESCRIPTIONS,
+    MODE_SELECTION,
     assert_builtin_ops_only,
     convert_to_tflite,
     parse_tflite_modes,
@@ -309,6 +310,7 @@ def _export_tflite(model, staging, mode, info, labels, crop_padding, calibration
         **cards.export_metadata(),
         "file": os.path.basename(path),
         "size_bytes": len(model_bytes),
+        "selection": MODE_SELECTION[mode],
         "quantization": {"mode": mode, "description": MODE_DESCRIPTIONS[mode],
                          "calibration_images": (len(calibration_images)
                                                 if mode == "int8" else None)},

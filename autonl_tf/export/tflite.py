@@ -31,7 +31,9 @@ from tensorflow.lite.python import schema_util
 from autonl_tf.data import preprocessing
 
 __all__ = [
+    "DEFAULT_TFLITE_MODES",
     "MODE_DESCRIPTIONS",
+    "MODE_SELECTION",
     "TFLITE_MODES",
     "DelegatePartitions",
     "OpCode",
@@ -56,6 +58,21 @@ MODE_DESCRIPTIONS = {
             "DEQUANTIZE and QUANTIZE; float32 input/output unless int8_io",
 }
 TFLITE_MODES = tuple(MODE_DESCRIPTIONS)
+# What `python -m autonl_tf.export` and the pipeline write unless told otherwise: the modes that
+# are accurate (each is verified against TensorFlow at export) and fast on a phone CPU.
+DEFAULT_TFLITE_MODES = ("float32", "int8")
+# mode -> why it is or is not a default (written into its card). Latencies: batch 1, 224 px,
+# one thread, XNNPACK, `python benchmarks/tflite_latency.py` (README, "Serving and phones").
+MODE_SELECTION = {
+    "float32": "default: the exact reference (top-1 agrees with TensorFlow on every image), runs "
+               "on every delegate (XNNPACK CPU, GPU)",
+    "int8": "default: 3.6x smaller and 2.1-2.3x faster than float32 on CPU (XNNPACK runs the "
+            "whole graph), top-1 verified against TensorFlow at export",
+    "float16": "not a default: half the size of float32 but no faster on CPU (weights are "
+               "dequantised to float32 at load); for GPU delegates",
+    "dynamic_int8": "not a default: measured slower than float32 with XNNPACK (activations "
+                    "are quantised on the fly)",
+}
 # Ops the full-integer mode keeps in float32 (DEQUANTIZE -> op -> QUANTIZE): the products of two
 # activations in LightNL (einsum -> BATCH_MATMUL). XNNPACK runs float batch matmuls but no int8
 # ones, which fall back to TFLite's reference kernels between delegate partitions (LightNL was
