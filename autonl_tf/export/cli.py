@@ -38,7 +38,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("tflite", ",".join(DEFAULT_TFLITE_MODES),
                         "Comma-separated TFLite modes to write next to the SavedModel: "
                         f"{', '.join(TFLITE_MODES)} (empty: SavedModel only). The default modes "
-                        "are the accurate and fast ones (each model's card says why).", **fv)
+                        "are the accurate and fast ones (each model's card says why); by "
+                        "default int8 is left out, with the reason in the export card, when "
+                        "it fails verification, while a mode asked for fails the export.",
+                        **fv)
     flags.DEFINE_bool("tflite_int8_io", False,
                       "int8 input/output tensors for the 'int8' TFLite model.", **fv)
     flags.DEFINE_integer("top_k", 5, "Classes returned by the serving_default signature.",
@@ -74,6 +77,8 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
         result = export_from_model_dir(
             f.model_dir, f.export_dir, use_ema=f.use_ema, checkpoint_path=f.checkpoint_path,
             tflite_modes=f.tflite, int8_io=f.tflite_int8_io, top_k=f.top_k,
+            # Default modes are shipped when they pass verification; asked-for ones must.
+            optional_tflite_modes=() if f["tflite"].present else ("int8",),
             labels_file=f.labels_file, data_dir=f.data_dir,
             num_calibration_images=f.num_calibration_images,
             num_verify_images=f.num_verify_images,

@@ -71,6 +71,8 @@ class ExportResult:
     signatures: tuple[str, ...]
     saved_model_agreement: Agreement | None
     tflite: tuple[TFLiteArtifact, ...]
+    # optional TFLite mode -> why it was left out (its verification failed)
+    tflite_left_out: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         """A human-readable table of what was written and how well it agrees with TF."""
@@ -83,6 +85,8 @@ class ExportResult:
             check = artifact.agreement.summary() if artifact.agreement else "not verified"
             size = f"{artifact.size_bytes / 1e6:.2f} MB"
             lines.append(f"  {os.path.basename(artifact.path):<26} {size:>9}  {check}")
+        for mode, reason in self.tflite_left_out.items():
+            lines.append(f"  {tflite_filename(mode):<26} {'left out':>9}  {reason}")
         return "\n".join(lines)
 
 
@@ -175,6 +179,7 @@ def export_saved_model(
     int8_io: bool = False,
     model_spec: ModelSpec | str | None = None,
     width_multiplier: float = 1.0,
+    optional_tflite_modes: Sequence[str] = (),
 ) -> ExportResult:
     """Exports a Keras classifier as a SavedModel (and optionally TFLite models), atomically.
 
@@ -196,6 +201,9 @@ def export_saved_model(
       int8_io: int8 input/output tensors for the 'int8' TFLite model.
       model_spec: the network's ModelSpec (or arch string) for MACs/params in the cards.
       width_multiplier: the width multiplier the model was built with (for the cost).
+      optional_tflite_modes: modes of ``tflite_modes`` that are left out, with the reason in
+        the export card, when their verification fails, instead of failing the export (the
+        default modes of the command line: a default is only worth shipping when accurate).
 
     Returns:
       What was written and the measured agreements.
@@ -241,10 +249,20 @@ def export_saved_model(
             saved_model_agreement = compare_logits(reference, logits)
             _verify("saved_model", saved_model_agreement, min_top1_agreement, failures)
 
-        artifacts = [
-            _export_tflite(model, staging, mode, info, labels, crop_padding, calibration_images,
-                           verification_images, reference, int8_io, min_top1_agreement, failures)
-            for mode in modes]
+        artifacts, left_out = [], {}
+        for mode in modes:
+            mode_failures: list[str] = []
+            artifact = _export_tflite(model, staging, mode, info, labels, crop_padding,
+                                      calibration_images, verification_images, reference,
+                                      int8_io, min_top1_agreement, mode_failures)
+            if mode_failures and mode in optional_tflite_modes:
+                left_out[mode] = f"not verified: {'; '.join(mode_failures)}"
+                logging.warning("TFLite %s left out: %s", mode, left_out[mode])
+                os.remove(artifact.path)
+                os.remove(artifact.card_path)
+                continue
+            failures += mode_failures
+            artifacts.append(artifact)
 
         cards.write_json(os.path.join(staging, EXPORT_CARD_FILENAME), {
             "format": "autonl_tf export v1",
@@ -265,7 +283,9 @@ def export_saved_model(
                            for a in artifacts},
             },
             "tflite": {a.mode: {"file": os.path.basename(a.path),
-                                "card": os.path.basename(a.card_path)} for a in artifacts},
+                                "card": os.path.basename(a.card_path),
+                                "selection": MODE_SELECTION[a.mode]} for a in artifacts},
+            "tflite_left_out": left_out,
         })
         if failures:
             raise VerificationError(
@@ -276,7 +296,8 @@ def export_saved_model(
         a, path=os.path.join(export_dir, os.path.basename(a.path)),
         card_path=os.path.join(export_dir, os.path.basename(a.card_path))) for a in artifacts)
     result = ExportResult(export_dir=export_dir, signatures=tuple(module.signatures),
-                          saved_model_agreement=saved_model_agreement, tflite=published)
+                          saved_model_agreement=saved_model_agreement, tflite=published,
+                          tflite_left_out=left_out)
     logging.info("%s", result.summary())
     return result
 
