@@ -210,8 +210,7 @@ def convert_to_tflite(model: keras.Model, image_size: int, mode: str,
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-        return _quantize_selectively(converter, calibration_images, int8_io, ranges,
-                                     _float_after_products(float_model))
+        return _quantize_selectively(converter, calibration_images, int8_io, ranges)
     return converter.convert()
 
 
@@ -269,42 +268,20 @@ def _with_ranges(calibrated_model: bytes, ranges: dict[str, tuple[float, float]]
         for tensor in subgraph.tensors:
             quantization = tensor.quantization
             name = tensor.name.decode()
-            if quantization is not None and quantization.min is not None and name in ranges:
-                low, high = ranges[name]
+            if quantization is None or quantization.min is None or name not in ranges:
+                continue
+            low, high = ranges[name]
+            # A constant tensor (an all-zero branch, e.g. a LightNL whose BN gamma is 0) keeps
+            # the calibrator's range: an empty int8 range has scale 0, which XNNPACK rejects.
+            if high > low:
                 quantization.min, quantization.max = [low], [high]
     builder = flatbuffers.Builder(len(calibrated_model) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
-def _float_after_products(float_model: bytes) -> list[str]:
-    """Output tensor names of the ops that take a `FLOAT_OPS_IN_INT8` result to the next conv.
-
-    A LightNL's ``q k^T v`` is cubic in its input and heavy-tailed; the depthwise conv + BN that
-    follow scale it down to the residual stream's range. Quantising in between would spend the
-    int8 range on the tails, so the result stays float until that conv: the reshape of the
-    product and the depthwise conv (its BN folded in) run in float32 too.
-    """
-    model = schema_fb.Model.GetRootAs(float_model, 0)
-    graph = model.Subgraphs(0)
-    names = _builtin_names()
-    ops = []
-    for index in range(graph.OperatorsLength()):
-        op = graph.Operators(index)
-        code = schema_util.get_builtin_code_from_operator_code(model.OperatorCodes(op.OpcodeIndex()))
-        ops.append((names.get(code, ""), set(op.InputsAsNumpy()), list(op.OutputsAsNumpy())))
-    chosen: list[int] = []
-    frontier = {t for name, _, outputs in ops if name in FLOAT_OPS_IN_INT8 for t in outputs}
-    for follower in ("RESHAPE", "DEPTHWISE_CONV_2D"):
-        chosen += [i for i, (name, inputs, _) in enumerate(ops)
-                   if name == follower and inputs & frontier]
-        frontier = {t for i in chosen for t in ops[i][2]}
-    return [graph.Tensors(ops[i][2][0]).Name().decode() for i in chosen]
-
-
 def _quantize_selectively(converter: tf.lite.TFLiteConverter, calibration_images: np.ndarray,
-                          int8_io: bool, ranges: dict[str, tuple[float, float]],
-                          float_nodes: list[str]) -> bytes:
+                          int8_io: bool, ranges: dict[str, tuple[float, float]]) -> bytes:
     """Calibrates and quantises everything to int8 but the `FLOAT_OPS_IN_INT8`.
 
     TensorFlow's selective quantisation (`tf.lite.experimental.QuantizationDebugger` with
@@ -313,8 +290,7 @@ def _quantize_selectively(converter: tf.lite.TFLiteConverter, calibration_images
     the calibration recorded replaced by ``ranges`` (`activation_ranges`) before quantising.
     """
     options = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_ops=list(FLOAT_OPS_IN_INT8), denylisted_nodes=float_nodes,
-        fully_quantize=int8_io)
+        denylisted_ops=list(FLOAT_OPS_IN_INT8), fully_quantize=int8_io)
     with warnings.catch_warnings():
         # Emitted for every float-input int8 model (the model quantises its input itself), and
         # by the debugger's own check of its instrumented model with tf.lite.Interpreter.
