@@ -54,7 +54,7 @@ MODE_DESCRIPTIONS = {
     "dynamic_int8": "dynamic-range quantisation: int8 weights, activations quantised on the fly; "
                     "float32 input/output",
     "int8": "full-integer quantisation: int8 weights and activations calibrated on a "
-            "representative set (per tensor, the extremes of 10% of the images clipped), "
+            "representative set (per tensor, the extremes of 5% of the images clipped), "
             "except the products "
             "of two activations in LightNL (BATCH_MATMUL), computed in float32 between "
             "DEQUANTIZE and QUANTIZE; float32 input/output unless int8_io",
@@ -78,7 +78,7 @@ MODE_SELECTION = {
 # Ops the full-integer mode keeps in float32 (DEQUANTIZE -> op -> QUANTIZE): the products of two
 # activations in LightNL (einsum -> BATCH_MATMUL). XNNPACK runs float batch matmuls but no int8
 # ones, which fall back to TFLite's reference kernels between delegate partitions (LightNL was
-# then 55% of AutoNL-L's int8 latency); in float32 they are also exact where an int8 product of
+# then 56% of AutoNL-L's int8 latency); in float32 they are also exact where an int8 product of
 # two int8 activations loses precision. Every other op stays int8.
 FLOAT_OPS_IN_INT8 = ("BATCH_MATMUL",)
 # Per activation tensor, the share of calibration images whose extremes its int8 range may clip
@@ -230,11 +230,11 @@ def activation_ranges(float_model: bytes, images: np.ndarray,
       {tensor name: (min, max)}, min <= 0 <= max.
 
     Min/max calibration sets each int8 range from the most extreme image. A LightNL output is
-    cubic in its input (q k^T v): over the demo's eval images it spans 47 typically and 7500
-    at most, and every range downstream of the residual sum grows with it, leaving a few
-    quantisation steps for a typical image (the searched demo network's int8 model agreed with
-    float on 50% of the eval images). Per tensor, the extremes of a few images are clipped
-    instead.
+    cubic in its input (q k^T v): on a searched demo network's eval images its per-image maximum
+    was 47 typically and 7500 at most, and every range downstream of the residual sum grows
+    with it, leaving a few quantisation steps for a typical image (the demo config's network,
+    calibrated on its 600 eval images, agreed with float on 50% of them). Per tensor, the
+    extremes of a few images are clipped instead.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -300,6 +300,7 @@ def _quantize_selectively(converter: tf.lite.TFLiteConverter, calibration_images
             converter=converter,
             debug_dataset=lambda: _representative_dataset(calibration_images[:1]),
             debug_options=options)
+        # The debugger quantises the calibrated model it holds: give it the robust ranges.
         debugger.calibrated_model = _with_ranges(debugger.calibrated_model, ranges)
         return debugger.get_nondebug_quantized_model()
 
