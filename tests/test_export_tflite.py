@@ -285,8 +285,8 @@ def test_a_default_mode_that_fails_verification_is_left_out(
 
     monkeypatch.setattr(saved_model_lib, "tflite_logits", int8_disagrees)
     options = dict(image_size=IMAGE_SIZE, tflite_modes="float32,int8",
-                   calibration_images=calibration_images,
-                   verification_images=verification_images[:32], min_top1_agreement=0.9)
+                   calibration_images=calibration_images[:16],
+                   verification_images=verification_images[:16], min_top1_agreement=0.9)
     export_dir = tmp_path / "export"
     result = export_saved_model(demo_model, str(export_dir), optional_tflite_modes=("int8",),
                                 **options)
