@@ -14,9 +14,12 @@ their values); the int8 models are calibrated on a few synthetic images, enough 
 not for accuracy.
 
 Reported: latency, its ratio to MobileNetV2 in the same mode and thread count, the .tflite size,
-and the share of AutoNL-L latency spent in its LightNL blocks, measured as
-1 - latency(AutoNL-L without its LightNL blocks) / latency(AutoNL-L), where the LightNL-free
-network is the same architecture with every ``nonlocal`` token removed.
+the number of XNNPACK delegate partitions of each model (`autonl_tf.export.xnnpack_partitions`:
+1 when the delegate runs the whole graph) and the share of AutoNL-L latency spent in its LightNL
+blocks, measured as 1 - latency(AutoNL-L without its LightNL blocks) / latency(AutoNL-L), where
+the LightNL-free network is the same architecture with every ``nonlocal`` token removed. The
+--output_json file holds {"measurements": [...], "lightnl_share": {mode: {threads: share}},
+"load_average": ...}.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from autonl_tf.export import convert_to_tflite  # noqa: E402
+from autonl_tf.export import convert_to_tflite, xnnpack_partitions  # noqa: E402
 from autonl_tf.models import ModelSpec, build_model, resolve_model_spec  # noqa: E402
 
 REFERENCE = "mobilenet_v2"
@@ -64,6 +67,8 @@ class Measurement:
     latency_ms: float  # median
     min_latency_ms: float
     size_mb: float
+    delegate_partitions: int  # XNNPACK partitions (1: the delegate runs the whole graph)
+    undelegated_ops: list[str]
 
 
 def without_lightnl(spec: ModelSpec) -> ModelSpec:
@@ -133,7 +138,8 @@ def _latency_table(results: list[Measurement], modes, threads, statistic: str) -
     models = list(dict.fromkeys(r.model for r in results))
     columns = [f"{mode} {t}T" for mode in modes for t in threads]
     print(f"{'model':<22}" + "".join(f"{c:>17}" for c in columns)
-          + "".join(f"{mode + ' MB':>12}" for mode in modes))
+          + "".join(f"{mode + ' MB':>12}" for mode in modes)
+          + "".join(f"{mode + ' parts':>14}" for mode in modes))
     for model in models:
         cells = []
         for mode in modes:
@@ -147,33 +153,49 @@ def _latency_table(results: list[Measurement], modes, threads, statistic: str) -
                 cells.append(f"{value:.2f}{ratio}")
         sizes = [by_key.get((model, mode, threads[0])) for mode in modes]
         print(f"{model:<22}" + "".join(f"{c:>17}" for c in cells)
-              + "".join(f"{x.size_mb:>12.2f}" if x else f"{'-':>12}" for x in sizes))
+              + "".join(f"{x.size_mb:>12.2f}" if x else f"{'-':>12}" for x in sizes)
+              + "".join(f"{x.delegate_partitions:>14}" if x else f"{'-':>14}" for x in sizes))
 
 
 def _print_report(results: list[Measurement], notes: dict[str, str], modes, threads) -> None:
     by_key = {(r.model, r.mode, r.threads): r for r in results}
     models = list(dict.fromkeys(r.model for r in results))
-    print("\nBatch-1 latency, LiteRT interpreter, fastest run in ms (ratio to MobileNetV2):")
+    print("\nBatch-1 latency, LiteRT interpreter, fastest run in ms (ratio to MobileNetV2); "
+          "'parts': XNNPACK delegate partitions:")
     _latency_table(results, modes, threads, "min_latency_ms")
     print("\nSame, median run in ms (more sensitive to load from other processes):")
     _latency_table(results, modes, threads, "latency_ms")
     print()
     for model in models:
         print(f"  {model}: {notes[model]}")
-    if {"autonl_l", "autonl_l_no_lightnl"} <= set(models):
+    undelegated = [r for r in results if r.undelegated_ops and r.threads == threads[0]]
+    for r in undelegated:
+        print(f"  {r.model} {r.mode}: not delegated: {', '.join(r.undelegated_ops)}")
+    shares = lightnl_shares(results)
+    if shares:
         print("\nShare of AutoNL-L latency in LightNL = 1 - t(AutoNL-L without LightNL) / "
               "t(AutoNL-L):")
-        for mode in modes:
-            for t in threads:
-                full = by_key.get(("autonl_l", mode, t))
-                ablated = by_key.get(("autonl_l_no_lightnl", mode, t))
-                if full and ablated:
-                    best = 1 - ablated.min_latency_ms / full.min_latency_ms
-                    median = 1 - ablated.latency_ms / full.latency_ms
-                    print(f"  {mode:<8} {t} thread(s): {best:6.1%} by fastest run "
-                          f"({full.min_latency_ms:.2f} vs {ablated.min_latency_ms:.2f} ms), "
-                          f"{median:6.1%} by median ({full.latency_ms:.2f} vs "
-                          f"{ablated.latency_ms:.2f} ms)")
+        for mode, per_thread in shares.items():
+            for t, share in per_thread.items():
+                full = by_key[("autonl_l", mode, t)]
+                ablated = by_key[("autonl_l_no_lightnl", mode, t)]
+                print(f"  {mode:<8} {t} thread(s): {share['fastest']:6.1%} by fastest run "
+                      f"({full.min_latency_ms:.2f} vs {ablated.min_latency_ms:.2f} ms), "
+                      f"{share['median']:6.1%} by median ({full.latency_ms:.2f} vs "
+                      f"{ablated.latency_ms:.2f} ms)")
+
+
+def lightnl_shares(results: list[Measurement]) -> dict[str, dict[int, dict[str, float]]]:
+    """{mode: {threads: {'fastest': share, 'median': share}}} of AutoNL-L latency in LightNL."""
+    by_key = {(r.model, r.mode, r.threads): r for r in results}
+    shares: dict[str, dict[int, dict[str, float]]] = {}
+    for (model, mode, t), full in by_key.items():
+        ablated = by_key.get(("autonl_l_no_lightnl", mode, t))
+        if model == "autonl_l" and ablated:
+            shares.setdefault(mode, {})[t] = {
+                "fastest": 1 - ablated.min_latency_ms / full.min_latency_ms,
+                "median": 1 - ablated.latency_ms / full.latency_ms}
+    return shares
 
 
 def main(argv: list[str]) -> None:
@@ -185,6 +207,7 @@ def main(argv: list[str]) -> None:
         size=(_NUM_CALIBRATION.value, size, size, 3)).astype(np.float32)
     notes: dict[str, str] = {}
     sizes: dict[tuple[str, str], float] = {}
+    partitions = {}
     timers: dict[tuple[str, str, int], _Timer] = {}
     started = time.time()
     for name in _MODELS.value:
@@ -194,23 +217,30 @@ def main(argv: list[str]) -> None:
             converted_at = time.time()
             model_bytes = convert_to_tflite(model, size, mode, calibration)
             sizes[name, mode] = len(model_bytes) / 1e6
+            partitions[name, mode] = xnnpack_partitions(model_bytes)
             print(f"{name} {mode}: converted in {time.time() - converted_at:.1f}s, "
-                  f"{sizes[name, mode]:.2f} MB", flush=True)
+                  f"{sizes[name, mode]:.2f} MB, {partitions[name, mode].partitions} XNNPACK "
+                  "partition(s)", flush=True)
             for t in threads:
                 timers[name, mode, t] = _Timer(model_bytes, t, _NUM_WARMUP.value)
         del model
         keras.backend.clear_session()
     measure_interleaved(timers, _NUM_RUNS.value)
     results = [Measurement(name, mode, t, statistics.median(timer.timings_ms),
-                           min(timer.timings_ms), sizes[name, mode])
+                           min(timer.timings_ms), sizes[name, mode],
+                           partitions[name, mode].partitions,
+                           list(partitions[name, mode].undelegated))
                for (name, mode, t), timer in timers.items()]
     _print_report(results, notes, _MODES.value, threads)
+    load = os.getloadavg()[0]
     print(f"\n({size}x{size}, {num_classes} classes, random weights, {_NUM_RUNS.value} timed "
-          f"runs, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; total "
+          f"runs, {os.cpu_count()} CPUs, load average {load:.1f}; total "
           f"{time.time() - started:.0f}s)")
     if _OUTPUT_JSON.value:
         with open(_OUTPUT_JSON.value, "w") as f:
-            json.dump([dataclasses.asdict(r) for r in results], f, indent=2)
+            json.dump({"measurements": [dataclasses.asdict(r) for r in results],
+                       "lightnl_share": lightnl_shares(results), "load_average": load,
+                       "cpus": os.cpu_count()}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from autonl_tf import cost
 from autonl_tf.layers import LightNL, lightnl_aggregate
+from autonl_tf.layers.lightnl import subsample
 
 
 def numpy_lightnl_aggregate(x: np.ndarray, ratio: float, stride: int) -> np.ndarray:
@@ -34,6 +35,14 @@ def test_aggregate_matches_numpy(order, height, width, channels, ratio, stride):
     x = rng.normal(size=(2, height, width, channels)).astype(np.float32)
     got = lightnl_aggregate(tf.constant(x), ratio, stride, order=order).numpy()
     np.testing.assert_allclose(got, numpy_lightnl_aggregate(x, ratio, stride), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("height, width", [(8, 8), (7, 9), (5, 5), (1, 3)])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_subsample_is_a_strided_slice(height, width, stride):
+    x = np.random.default_rng(0).normal(size=(2, height, width, 5)).astype(np.float32)
+    np.testing.assert_array_equal(subsample(tf.constant(x), stride).numpy(),
+                                  x[:, ::stride, ::stride, :])
 
 
 def test_auto_order_follows_the_cost_rule():

@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from autonl_tf.export.tflite import TFLITE_MODES
+from autonl_tf.export.tflite import DEFAULT_TFLITE_MODES, TFLITE_MODES
 
 __all__ = ["PROGRAM", "define_flags", "main", "run"]
 
@@ -37,8 +37,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("checkpoint_path", None,
                         "Checkpoint to export (default: the latest in model_dir).", **fv)
     flags.DEFINE_bool("use_ema", True, "Export the EMA weights (what eval reports).", **fv)
-    flags.DEFINE_string("tflite", "", "Comma-separated TFLite modes to write next to the "
-                        f"SavedModel: {', '.join(TFLITE_MODES)} (empty: SavedModel only).", **fv)
+    flags.DEFINE_string("tflite", ",".join(DEFAULT_TFLITE_MODES),
+                        "Comma-separated TFLite modes to write next to the SavedModel: "
+                        f"{', '.join(TFLITE_MODES)} (empty: SavedModel only). The default modes "
+                        "are the accurate and fast ones (each model's card says why); by "
+                        "default int8 is left out, with the reason in the export card, when "
+                        "it fails verification, while a mode asked for fails the export.",
+                        **fv)
     flags.DEFINE_bool("tflite_int8_io", False,
                       "int8 input/output tensors for the 'int8' TFLite model.", **fv)
     flags.DEFINE_integer("top_k", 5, "Classes returned by the serving_default signature.",
@@ -91,6 +96,8 @@ def _export(argv: list[str], f: flags.FlagValues):
         return export_from_model_dir(
             f.model_dir, f.export_dir, use_ema=f.use_ema, checkpoint_path=f.checkpoint_path,
             tflite_modes=f.tflite, int8_io=f.tflite_int8_io, top_k=f.top_k,
+            # Default modes are shipped when they pass verification; asked-for ones must.
+            optional_tflite_modes=() if f["tflite"].present else ("int8",),
             labels_file=f.labels_file, data_dir=f.data_dir,
             num_calibration_images=f.num_calibration_images,
             num_verify_images=f.num_verify_images,

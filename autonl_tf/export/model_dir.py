@@ -149,6 +149,7 @@ def export_trained_model(
     num_verify_images: int = 100,
     min_top1_agreement: float | None = 0.9,
     int8_io: bool = False,
+    optional_tflite_modes: Sequence[str] = (),
 ) -> ExportResult:
     """Exports a model already in memory, described by its run config (as in config.json).
 
@@ -211,7 +212,7 @@ def export_trained_model(
         crop_padding=int(_get(config, "data.eval_crop_padding", 32)),
         tflite_modes=modes, calibration_images=calibration, verification_images=verification,
         min_top1_agreement=min_top1_agreement, int8_io=int8_io,
-        model_spec=_get(config, "model.arch"),
+        optional_tflite_modes=optional_tflite_modes, model_spec=_get(config, "model.arch"),
         width_multiplier=float(_get(config, "model.width_multiplier", 1.0)),
         weights=_restored_weights(config))
 

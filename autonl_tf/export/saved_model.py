@@ -4,7 +4,8 @@ Layout of an export directory::
 
     saved_model.pb, variables/, assets/, fingerprint.pb   the SavedModel (signatures: serving.py)
     labels.txt                                             one class name per line (if labels)
-    model_<mode>.tflite, model_<mode>.json                 per requested TFLite mode + its card
+    model_<mode>.tflite, model_<mode>.json                 per TFLite mode (with TFLite Metadata:
+                                                           labels, normalisation) + its card
     export_card.json                                       signatures, preprocessing, cost, checks
 
 Everything is written into a staging directory and renamed into place at the end (atomic.py);
@@ -26,6 +27,7 @@ from absl import logging
 
 from autonl_tf.export import cards
 from autonl_tf.export.atomic import ExportError, atomic_directory
+from autonl_tf.export.metadata import embed_classifier_metadata
 from autonl_tf.export.serving import (
     SERVING_BYTES,
     SERVING_IMAGES,
@@ -34,6 +36,7 @@ from autonl_tf.export.serving import (
 )
 from autonl_tf.export.tflite import (
     MODE_DESCRIPTIONS,
+    MODE_SELECTION,
     assert_builtin_ops_only,
     convert_to_tflite,
     parse_tflite_modes,
@@ -68,6 +71,8 @@ class ExportResult:
     signatures: tuple[str, ...]
     saved_model_agreement: Agreement | None
     tflite: tuple[TFLiteArtifact, ...]
+    # optional TFLite mode -> why it was left out (its verification failed)
+    tflite_left_out: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         """A human-readable table of what was written and how well it agrees with TF."""
@@ -80,6 +85,8 @@ class ExportResult:
             check = artifact.agreement.summary() if artifact.agreement else "not verified"
             size = f"{artifact.size_bytes / 1e6:.2f} MB"
             lines.append(f"  {os.path.basename(artifact.path):<26} {size:>9}  {check}")
+        for mode, reason in self.tflite_left_out.items():
+            lines.append(f"  {tflite_filename(mode):<26} {'left out':>9}  {reason}")
         return "\n".join(lines)
 
 
@@ -144,7 +151,9 @@ def _tflite_io_card(model_bytes: bytes) -> dict[str, Any]:
 
     (input_detail,) = interpreter.get_input_details()
     (output_detail,) = interpreter.get_output_details()
-    return {"input": describe(input_detail) | {"meaning": "normalised image, batch 1"},
+    return {"input": describe(input_detail) | {
+                "meaning": "RGB pixels 0..255, cropped and resized, batch 1; the model "
+                           "normalises them itself"},
             "output": describe(output_detail) | {"meaning": "logits"}}
 
 
@@ -171,6 +180,7 @@ def export_saved_model(
     model_spec: ModelSpec | str | None = None,
     width_multiplier: float = 1.0,
     weights: Mapping[str, Any] | None = None,
+    optional_tflite_modes: Sequence[str] = (),
 ) -> ExportResult:
     """Exports a Keras classifier as a SavedModel (and optionally TFLite models), atomically.
 
@@ -194,6 +204,9 @@ def export_saved_model(
       width_multiplier: the width multiplier the model was built with (for the cost).
       weights: which weights these are, recorded in the card as "weights", e.g.
         {'checkpoint': 'ckpt-1875', 'step': 1875, 'ema': True}.
+      optional_tflite_modes: modes of ``tflite_modes`` that are left out, with the reason in
+        the export card, when their verification fails, instead of failing the export (the
+        default modes of the command line: a default is only worth shipping when accurate).
 
     Returns:
       What was written and the measured agreements.
@@ -239,10 +252,20 @@ def export_saved_model(
             saved_model_agreement = compare_logits(reference, logits)
             _verify("saved_model", saved_model_agreement, min_top1_agreement, failures)
 
-        artifacts = [
-            _export_tflite(model, staging, mode, info, labels, crop_padding, calibration_images,
-                           verification_images, reference, int8_io, min_top1_agreement, failures)
-            for mode in modes]
+        artifacts, left_out = [], {}
+        for mode in modes:
+            mode_failures: list[str] = []
+            artifact = _export_tflite(model, staging, mode, info, labels, crop_padding,
+                                      calibration_images, verification_images, reference,
+                                      int8_io, min_top1_agreement, mode_failures)
+            if mode_failures and mode in optional_tflite_modes:
+                left_out[mode] = f"not verified: {'; '.join(mode_failures)}"
+                logging.warning("TFLite %s left out: %s", mode, left_out[mode])
+                os.remove(artifact.path)
+                os.remove(artifact.card_path)
+                continue
+            failures += mode_failures
+            artifacts.append(artifact)
 
         cards.write_json(os.path.join(staging, EXPORT_CARD_FILENAME), {
             "format": "autonl_tf export v1",
@@ -264,7 +287,9 @@ def export_saved_model(
                            for a in artifacts},
             },
             "tflite": {a.mode: {"file": os.path.basename(a.path),
-                                "card": os.path.basename(a.card_path)} for a in artifacts},
+                                "card": os.path.basename(a.card_path),
+                                "selection": MODE_SELECTION[a.mode]} for a in artifacts},
+            "tflite_left_out": left_out,
         })
         if failures:
             raise VerificationError(
@@ -275,7 +300,8 @@ def export_saved_model(
         a, path=os.path.join(export_dir, os.path.basename(a.path)),
         card_path=os.path.join(export_dir, os.path.basename(a.card_path))) for a in artifacts)
     result = ExportResult(export_dir=export_dir, signatures=tuple(module.signatures),
-                          saved_model_agreement=saved_model_agreement, tflite=published)
+                          saved_model_agreement=saved_model_agreement, tflite=published,
+                          tflite_left_out=left_out)
     logging.info("%s", result.summary())
     return result
 
@@ -287,6 +313,13 @@ def _export_tflite(model, staging, mode, info, labels, crop_padding, calibration
     model_bytes = convert_to_tflite(model, info.image_size, mode, calibration_images,
                                     int8_io=int8_io and mode == "int8")
     ops = tuple(assert_builtin_ops_only(model_bytes, what=f"TFLite model {mode!r}"))
+    model_bytes = embed_classifier_metadata(
+        model_bytes, name=info.name,
+        description=(f"{info.name} image classifier ({info.num_classes} classes, "
+                     f"{info.image_size}x{info.image_size} RGB) exported by autonl_tf; TFLite "
+                     f"mode {mode}: {MODE_DESCRIPTIONS[mode]}"),
+        labels=(list(labels) if labels is not None
+                else [f"class_{i}" for i in range(info.num_classes)]))
     logging.info("TFLite %s: %d bytes, converted in %.1fs", mode, len(model_bytes),
                  time.time() - started)
     path = os.path.join(staging, tflite_filename(mode))
@@ -302,6 +335,7 @@ def _export_tflite(model, staging, mode, info, labels, crop_padding, calibration
         **cards.export_metadata(),
         "file": os.path.basename(path),
         "size_bytes": len(model_bytes),
+        "selection": MODE_SELECTION[mode],
         "quantization": {"mode": mode, "description": MODE_DESCRIPTIONS[mode],
                          "calibration_images": (len(calibration_images)
                                                 if mode == "int8" else None)},

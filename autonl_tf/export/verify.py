@@ -12,6 +12,8 @@ import math
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from autonl_tf.export.tflite import tflite_input
+
 __all__ = ["Agreement", "compare_logits", "count_nonfinite_rows", "tflite_logits"]
 
 
@@ -81,7 +83,8 @@ def tflite_logits(model_bytes: bytes, images: np.ndarray, num_threads: int | Non
 
     Args:
       model_bytes: a .tflite model from `convert_to_tflite` (float or int8 input/output).
-      images: float32 [N, S, S, 3] normalised images.
+      images: float32 [N, S, S, 3] normalised images, as for the Keras model (the TFLite
+        model takes them as pixels, `tflite_input`).
 
     Returns:
       float32 [N, C] logits (dequantised for an int8 output).
@@ -92,7 +95,7 @@ def tflite_logits(model_bytes: bytes, images: np.ndarray, num_threads: int | Non
     (output_detail,) = interpreter.get_output_details()
     quantized_input = np.issubdtype(input_detail["dtype"], np.integer)
     rows = []
-    for image in np.asarray(images, np.float32):
+    for image in tflite_input(images):
         batch = image[None]
         batch = _quantize(batch, input_detail) if quantized_input else batch
         interpreter.set_tensor(input_detail["index"], batch.astype(input_detail["dtype"]))

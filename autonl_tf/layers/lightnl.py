@@ -14,10 +14,29 @@ import tensorflow as tf
 
 from autonl_tf import cost
 
-__all__ = ["LightNL", "lightnl_aggregate"]
+__all__ = ["LightNL", "lightnl_aggregate", "subsample"]
 
 
 ORDERS = ("auto", "affinity_first", "context_first")
+
+
+def subsample(x: tf.Tensor, stride: int) -> tf.Tensor:
+    """``x[:, ::stride, ::stride, :]`` of a [batch, H, W, C] tensor with static H, W, C.
+
+    Written as pad -> reshape -> stride-1 slice rather than a strided slice: the same values,
+    but ops that TFLite's XNNPACK delegate runs in float32 and int8 alike (it rejects strided
+    slices with a stride above 1, which would split the graph into delegate partitions).
+    """
+    if stride == 1:
+        return x
+    _, height, width, channels = x.shape
+    out_h, out_w = -(-height // stride), -(-width // stride)
+    pad_h, pad_w = out_h * stride - height, out_w * stride - width
+    if pad_h or pad_w:
+        x = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+    # [B, H', s, W', s*C]: element (i, a, j, b*C + c) is x[i*s + a, j*s + b, c].
+    grouped = tf.reshape(x, [-1, out_h, stride, out_w, stride * channels])
+    return tf.reshape(grouped[:, :, :1, :, :channels], [-1, out_h, out_w, channels])
 
 
 def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int, order: str = "auto") -> tf.Tensor:
@@ -33,21 +52,29 @@ def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int, order: str = "aut
     Returns:
       [batch, H, W, C] tensor of ``x``'s dtype.
     """
+    return _aggregate_unscaled(x, ratio, stride, order) * tf.cast(
+        1.0 / (x.shape[1] * x.shape[2]), x.dtype)
+
+
+def _aggregate_unscaled(x: tf.Tensor, ratio: float, stride: int, order: str) -> tf.Tensor:
+    """``q k^T v`` (without the 1/(H*W)), [batch, H, W, C], in as few ops as it takes.
+
+    Few ops because each costs a fixed overhead on phones: one flattening of x feeds the query,
+    one of the subsampled x the value and, by a channel slice, the key.
+    """
     _, height, width, channels = x.shape
     if height is None or width is None or channels is None:
         raise ValueError(
             f"LightNL needs static height, width and channels to pick its multiplication order; "
             f"got input shape {tuple(x.shape)}. Build the model with a fixed image size."
         )
-    rc = cost.lightnl_channels(channels, ratio)
-    batch = tf.shape(x)[0]
-    query = tf.reshape(x[..., :rc], [batch, height * width, rc])
-    sub = x[:, ::stride, ::stride, :] if stride > 1 else x
-    num_keys = sub.shape[1] * sub.shape[2]
-    key = tf.reshape(sub[..., :rc], [batch, num_keys, rc])
-    value = tf.reshape(sub, [batch, num_keys, channels])
     if order not in ORDERS:
         raise ValueError(f"unknown LightNL order {order!r}; expected one of {ORDERS}")
+    rc = cost.lightnl_channels(channels, ratio)
+    query = tf.reshape(x, [-1, height * width, channels])[..., :rc]  # [B, HW, rC]
+    sub = subsample(x, stride)
+    value = tf.reshape(sub, [-1, sub.shape[1] * sub.shape[2], channels])  # [B, HW', C]
+    key = value[..., :rc]  # [B, HW', rC]
     if order == "auto":
         affinity_first, context_first = cost.lightnl_orders(height, width, channels, ratio, stride)
         order = "affinity_first" if affinity_first < context_first else "context_first"
@@ -57,8 +84,7 @@ def lightnl_aggregate(x: tf.Tensor, ratio: float, stride: int, order: str = "aut
     else:
         context = tf.einsum("bmc,bmd->bcd", key, value)  # [B, rC, C]
         y = tf.einsum("bnc,bcd->bnd", query, context)
-    y = y * tf.cast(1.0 / (height * width), y.dtype)
-    return tf.reshape(y, [batch, height, width, channels])
+    return tf.reshape(y, [-1, height, width, channels])
 
 
 @keras.saving.register_keras_serializable(package="autonl_tf")
@@ -94,8 +120,14 @@ class LightNL(keras.layers.Layer):
         self.bn.build(input_shape)
 
     def call(self, inputs, training=None):
-        y = lightnl_aggregate(inputs, self.ratio, self.stride)
-        return inputs + self.bn(self.depthwise(y), training=training)
+        # depthwise(y / HW) computed as a depthwise conv of y with the kernel / HW: the same
+        # linear map, and the converters fold the kernel scaling into the constant weights, so
+        # the graph has no elementwise op for the 1/(H*W).
+        y = _aggregate_unscaled(inputs, self.ratio, self.stride, "auto")
+        kernel = self.depthwise.kernel * (1.0 / (inputs.shape[1] * inputs.shape[2]))
+        y = tf.nn.depthwise_conv2d(y, tf.cast(kernel, y.dtype), strides=[1, 1, 1, 1],
+                                   padding="SAME")
+        return inputs + self.bn(y, training=training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
