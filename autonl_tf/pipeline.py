@@ -30,6 +30,8 @@ flags.DEFINE_float("target_flops", None, "MACs target of the search (default: --
 flags.DEFINE_float("target_fraction", 0.7, "Default target as a fraction of the largest child.",
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_bool("smoke", False, "Reduced size for CI: half the search steps.")
+flags.DEFINE_integer("seed", None, "Weight-initialisation seed of the search and the retraining "
+                     "(default: the configs' seed, 0).")
 flags.DEFINE_integer("search_steps", None, "Search steps (default: the search:demo config).")
 flags.DEFINE_integer("train_steps", None, "Retraining steps (default: the demo config).")
 flags.DEFINE_string("tflite", None, "TFLite modes to export and verify (default: those of "
@@ -292,12 +294,16 @@ def main(argv):
               f"--target_flops={target:.0f}"]
     if search_steps:
         search.append(f"--train_steps={search_steps}")
+    if FLAGS.seed is not None:
+        search.append(f"--config.train.seed={FLAGS.seed}")
     # Retrain at the search's resolution and width: the target is a MACs count of that network.
     train = [python, "train_main.py", "--config=demo", f"--arch={search_dir}/arch.txt",
              f"--model_dir={train_dir}", f"--config.data.image_size={setting.image_size}",
              f"--config.model.width_multiplier={setting.width_multiplier}"]
     if train_steps:
         train.append(f"--train_steps={train_steps}")
+    if FLAGS.seed is not None:
+        train.append(f"--config.train.seed={FLAGS.seed}")
     stages = [
         Stage("search under the MACs target", search),
         Stage("retrain the searched architecture", train),
