@@ -48,7 +48,7 @@ flags.DEFINE_float("require_supernet_top1", None, "Fail unless the supernet's he
                    "reaches this at the end of the warm-up and at the end of the search.")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE_SEARCH_STEPS = 800
+SMOKE_SEARCH_STEPS = 1000
 
 
 class StageError(RuntimeError):

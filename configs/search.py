@@ -70,16 +70,16 @@ def get_config(variant: str = "imagenet") -> ml_collections.ConfigDict:
         config.model.dropout_rate = 0.0
         config.data.image_size = 32
         train.batch_size = 32
-        train.train_steps = 1600  # 17 epochs of the 3000 generated images
+        train.train_steps = 2000  # 21 epochs of the 3000 generated images
         train.lr_per_256 = 0.064
         train.warmup_epochs = 0.5
         train.lr_decay_epochs = 2.0
         train.lr_decay_rate = 0.9
         train.steps_per_loop = 25
         train.log_every_steps = 100
-        train.checkpoint_every_steps = 400
+        train.checkpoint_every_steps = 500
         config.eval.batch_size = 200
-        config.eval.every_steps = 200
+        config.eval.every_steps = 250
     else:
         # Single-Path NAS scale: 8 epochs of ImageNet at batch 1024 (10008 steps).
         train.batch_size = 1024
