@@ -71,7 +71,7 @@ def lightnl_channels(channels: int, ratio: float) -> int:
 
 
 def _keys(height: int, width: int, stride: int) -> int:
-    # Keys and values are x[::s, ::s]: ceil(H/s) * ceil(W/s) positions; this equals the brief's
+    # Keys and values are x[::s, ::s]: ceil(H/s) * ceil(W/s) positions; this equals the paper's
     # (H//s)(W//s) whenever H and W are divisible by s, as at every LightNL of AutoNL-S/L.
     return same_output_size(height, stride) * same_output_size(width, stride)
 

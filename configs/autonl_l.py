@@ -1,4 +1,4 @@
-"""AutoNL-L retrained with the paper's recipe on ImageNet (brief section 4)."""
+"""AutoNL-L retrained with the paper's recipe on ImageNet."""
 
 from configs import common
 

@@ -1,4 +1,4 @@
-r"""AutoNL-S retrained with the paper's recipe on ImageNet (brief section 4).
+r"""AutoNL-S retrained with the paper's recipe on ImageNet.
 
     python train_main.py --config=autonl_s --tpu=<name> --data_dir=gs://.../imagenet \
         --model_dir=gs://.../autonl_s --use_bfloat16

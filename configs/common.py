@@ -1,4 +1,4 @@
-"""Shared defaults of the experiment configs: the paper's retraining recipe (brief section 4).
+"""Shared defaults of the experiment configs: the paper's retraining recipe.
 
 Every value of the recipe is a key here; named configs (configs/<name>.py) start from
 `get_base_config` and change what differs. Keys:

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from autonl_tf.data import autoaugment
 
-# ImageNet statistics on the 0..255 scale (brief, section 4).
+# ImageNet statistics on the 0..255 scale (the usual ImageNet mean and std).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 

@@ -1,4 +1,4 @@
-"""LightNL: the lightweight non-local block of AutoNL (brief section 1).
+"""LightNL: the lightweight non-local block of AutoNL (Li et al., CVPR 2020).
 
 No theta/phi/g/W_z convolutions: the query is the first ``r*C`` channels of the input, the key the
 same channels subsampled by ``s``, the value all channels subsampled by ``s``. The aggregation
