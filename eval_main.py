@@ -38,6 +38,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from autonl_tf.export import export_after_run
     from autonl_tf.training import experiment
 
     strategy = cli.strategy_from_flags()
@@ -47,7 +48,7 @@ def main(argv):
         eval_batch_size=FLAGS.eval_batch_size, use_ema=FLAGS.use_ema,
         continuous=FLAGS.continuous, timeout_s=FLAGS.eval_timeout,
         checkpoint_path=FLAGS.checkpoint_path, arch=FLAGS.arch,
-        eval_steps=FLAGS.eval_steps, export_dir=FLAGS.export_dir)
+        eval_steps=FLAGS.eval_steps)
     for r in records:
         loss = "n/a" if r["loss"] is None else f"{r['loss']:.4f}"
         nonfinite = (f", {r['num_nonfinite']} with NaN/Inf logits counted as misses"
@@ -56,6 +57,7 @@ def main(argv):
               f"({r['num_images']} images, {'EMA' if r['ema'] else 'raw'} weights{nonfinite})")
     if not records:
         print("no new checkpoint evaluated")
+    export_after_run(FLAGS.model_dir, FLAGS.export_dir, use_ema=FLAGS.use_ema, strategy=strategy)
 
 
 if __name__ == "__main__":

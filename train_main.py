@@ -6,7 +6,7 @@ r"""Trains an AutoNL classifier (or any architecture) with the paper's recipe, o
     python train_main.py --config=demo --arch=path/to/arch.txt --config.train.train_epochs=5 ...
 
 Rerunning the same command resumes from the last checkpoint in --model_dir. Config keys can be
-overridden with --config.<section>.<key>=<value> (see configs/common.py); the Cloud TPU style
+overridden with --config.<section>.<key>=<value> (see autonl_tf/training/defaults.py); the Cloud TPU style
 flags below override the corresponding config keys when given.
 """
 
@@ -54,6 +54,7 @@ _FLAG_OVERRIDES = {
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from autonl_tf.export import export_after_run
     from autonl_tf.training import evaluation, experiment
 
     config = _CONFIG.value
@@ -62,8 +63,7 @@ def main(argv):
                                         if getattr(FLAGS, name) is not None})
     strategy = cli.strategy_from_flags()
     result = experiment.train_experiment(config, model_dir=FLAGS.model_dir,
-                                         strategy=strategy, mode=FLAGS.mode,
-                                         export_dir=FLAGS.export_dir)
+                                         strategy=strategy, mode=FLAGS.mode)
     if result["step"] == result["initial_step"]:
         print(f"nothing to train: {FLAGS.model_dir} is already at step {result['step']} "
               f"(train steps {result['config'].train.total_steps}); checkpoint "
@@ -80,6 +80,8 @@ def main(argv):
         print(f"data.skip_corrupt: skipped {sum(result['skipped_records'].values())} damaged "
               "record(s): " + ", ".join(f"{shard} {count}" for shard, count
                                         in sorted(result["skipped_records"].items())))
+    export_after_run(FLAGS.model_dir, FLAGS.export_dir,
+                     use_ema=bool(result["config"].eval.use_ema), strategy=strategy)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if sys.argv[:1] == ["-m"]:
     # `python -m autonl_tf.<command>` (Python sets argv[0] to '-m' while it imports the
     # package): drop the CUDA-probe noise of TensorFlow's start-up before anything loads it.
-    from autonl_tf.training.cli import quiet_tensorflow_startup
+    from autonl_tf._startup import quiet_tensorflow_startup
 
     quiet_tensorflow_startup()
 

@@ -1,7 +1,7 @@
 """The one architecture-string codec of autonl_tf.
 
 Every reader and writer of architectures goes through this module: the named models in
-``configs/arch``, ``--arch`` of the binaries, the ``arch.txt`` written by the search, the profiler.
+``autonl_tf/models/arch``, ``--arch`` of the binaries, the ``arch.txt`` written by the search, the profiler.
 
 Grammar (that of the architecture files published with the AutoNL checkpoints, itself the
 MnasNet/EfficientNet block-string grammar plus a non-local token). One block string per line,
@@ -28,6 +28,8 @@ import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 
+from autonl_tf.errors import UserError
+
 __all__ = [
     "ArchError",
     "BlockSpec",
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 
-class ArchError(ValueError):
+class ArchError(UserError, ValueError):
     """A malformed architecture string. The message names the line, the token and the fix."""
 
 

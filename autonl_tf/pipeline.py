@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 import shlex
 import subprocess
@@ -22,6 +21,8 @@ import time
 from collections.abc import Callable
 
 from absl import app, flags
+
+from autonl_tf import files
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/demo", "Where every stage writes (search/, train/, export/).")
@@ -74,11 +75,11 @@ def _latest_checkpoint_name(model_dir: str) -> str | None:
 def evaluated_already(train_dir: str) -> str | None:
     """eval_results.json holds an EMA evaluation of the latest checkpoint."""
     latest = _latest_checkpoint_name(train_dir)
-    path = os.path.join(train_dir, "eval_results.json")
+    path = os.path.join(train_dir, files.EVAL_RESULTS_FILE)
     if latest is None or not os.path.exists(path):
         return None
     step = int(latest.rsplit("-", 1)[1])
-    if any(r.get("step") == step and r.get("ema") for r in read_json(path)):
+    if any(r.get("step") == step and r.get("ema") for r in files.read_json(path)):
         return f"eval_results.json already holds the EMA evaluation of {latest}"
     return None
 
@@ -89,10 +90,10 @@ def exported_already(train_dir: str, export_dir: str, tflite_modes: str | None) 
     from autonl_tf.export.tflite import DEFAULT_TFLITE_MODES
 
     latest = _latest_checkpoint_name(train_dir)
-    path = os.path.join(export_dir, "export_card.json")
+    path = os.path.join(export_dir, files.EXPORT_CARD_FILE)
     if latest is None or not os.path.exists(path):
         return None
-    card = read_json(path)
+    card = files.read_json(path)
     weights = card.get("weights") or {}
     modes = ({m.strip() for m in tflite_modes.split(",") if m.strip()} if tflite_modes
              else set(DEFAULT_TFLITE_MODES))
@@ -176,17 +177,12 @@ def tflite_latencies_ms(paths: dict[str, str], runs: int, warmup: int = 20,
     return fastest
 
 
-def read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
-
-
 def check_requirements(workdir: str, target: float, within: float | None,
                        min_top1: float | None, min_supernet_top1: float | None = None
                        ) -> list[str]:
     """The acceptance checks CI asks for; returns the failures (empty: all hold)."""
     failures = []
-    summary = read_json(os.path.join(workdir, "search", "search_summary.json"))
+    summary = files.read_json(os.path.join(workdir, "search", files.SEARCH_SUMMARY_FILE))
     if min_supernet_top1 is not None:
         for key, when in (("supernet_heldout_top1_after_warmup", "at the end of the warm-up"),
                           ("supernet_heldout_top1", "at the end of the search")):
@@ -200,7 +196,7 @@ def check_requirements(workdir: str, target: float, within: float | None,
             failures.append(f"searched MACs {macs} are not within {within:.0%} of the target "
                             f"{target:.0f}")
     if min_top1 is not None:
-        top1 = read_json(os.path.join(workdir, "train", "eval_results.json"))[-1]["top1"]
+        top1 = files.read_json(os.path.join(workdir, "train", files.EVAL_RESULTS_FILE))[-1]["top1"]
         if top1 < min_top1:
             failures.append(f"top-1 {top1:.3f} is below the required {min_top1:.3f}")
     return failures
@@ -222,14 +218,14 @@ def supernet_learning_line(summary: dict) -> str:
 def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: int) -> str:
     """The closing summary: architecture, MACs/params vs target, accuracy, latency, artefacts."""
     search_dir, train_dir, export_dir = (os.path.join(workdir, d) for d in ("search", "train", "export"))
-    summary = read_json(os.path.join(search_dir, "search_summary.json"))
-    arch_path = os.path.join(search_dir, "arch.txt")
+    summary = files.read_json(os.path.join(search_dir, files.SEARCH_SUMMARY_FILE))
+    arch_path = os.path.join(search_dir, files.ARCH_FILE)
     with open(arch_path) as f:
         arch_lines = [line.strip() for line in f if line.strip()]
     macs, params = int(summary["macs"]), int(summary["params"])
-    evals = read_json(os.path.join(train_dir, "eval_results.json"))
+    evals = files.read_json(os.path.join(train_dir, files.EVAL_RESULTS_FILE))
     last = evals[-1] if isinstance(evals, list) else evals
-    num_classes = int(read_json(os.path.join(train_dir, "config.json"))["data"]["num_classes"])
+    num_classes = int(files.read_json(os.path.join(train_dir, files.CONFIG_FILE))["data"]["num_classes"])
     lines = ["", "=" * 78, "AutoNL pipeline summary", "=" * 78,
              f"searched architecture ({len(arch_lines)} blocks, {arch_path}):"]
     lines += [f"  {line}" for line in arch_lines]
@@ -239,7 +235,7 @@ def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: in
     lines.append(f"accuracy ({last['num_images']} eval images, {'EMA' if last.get('ema') else 'raw'}"
                  f" weights, step {last['step']}): top-1 {100 * last['top1']:.1f}%, "
                  f"top-5 {100 * last['top5']:.1f}% (chance {100 / num_classes:.1f}%)")
-    export_card = read_json(os.path.join(export_dir, "export_card.json"))
+    export_card = files.read_json(os.path.join(export_dir, files.EXPORT_CARD_FILE))
     tflite_files = {mode: os.path.join(export_dir, entry["file"])
                     for mode, entry in export_card.get("tflite", {}).items()}
     latencies = tflite_latencies_ms(tflite_files, latency_runs)
@@ -257,11 +253,11 @@ def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: in
         lines.append(f"TFLite {mode:<8} left out: {reason}")
     lines.append("artefacts:")
     for label, path in (
-            ("search figure", os.path.join(search_dir, "search.png")),
-            ("search summary", os.path.join(search_dir, "search_summary.json")),
+            ("search figure", os.path.join(search_dir, files.SEARCH_FIGURE_FILE)),
+            ("search summary", os.path.join(search_dir, files.SEARCH_SUMMARY_FILE)),
             ("architecture", arch_path),
             ("checkpoints + TensorBoard", train_dir),
-            ("eval results", os.path.join(train_dir, "eval_results.json")),
+            ("eval results", os.path.join(train_dir, files.EVAL_RESULTS_FILE)),
             ("SavedModel", export_dir)):
         lines.append(f"  {label:<26} {path}")
     for tflite in sorted(glob.glob(os.path.join(export_dir, "*.tflite"))):

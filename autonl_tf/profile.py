@@ -23,7 +23,7 @@ from autonl_tf.models.builder import ModelSpec, check_image_size
 from autonl_tf.models.registry import list_models, load_arch_file, resolve_model_spec
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Named model (configs/arch/<name>.txt), an architecture file "
+flags.DEFINE_string("model", None, "Named model (autonl_tf/models/arch/<name>.txt), an architecture file "
                     "or block strings.")
 flags.DEFINE_string("arch_file", None, "Architecture file: one block string per line.")
 flags.DEFINE_integer("image_size", 224, "Input resolution (a multiple of 32).")

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("space", "autonl", ["autonl", "single_path", "tiny"],
-                  "configs/search_space.py variant.")
+                  "autonl_tf/search/spaces.py variant.")
 flags.DEFINE_integer("image_size", 64, "Input resolution (multiple of 32).")
 flags.DEFINE_float("width_multiplier", 0.5, "Channel multiplier.")
 flags.DEFINE_integer("num_classes", 10, "Classifier outputs.")
@@ -45,9 +45,9 @@ def main(argv):
     import keras
     import numpy as np
 
-    import configs.search_space as search_space_config
     from autonl_tf.models import build_model
     from autonl_tf.search import SearchObjective, Supernet, space_from_config
+    from autonl_tf.search import spaces as search_space_config
 
     space = space_from_config(search_space_config.get_config(FLAGS.space))
     size, width, classes = FLAGS.image_size, FLAGS.width_multiplier, FLAGS.num_classes

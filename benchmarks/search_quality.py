@@ -2,7 +2,7 @@
 
 The proxy task: the embedded dataset generated at 64 px (label = shape of two tokens + whether
 their colours match; the tokens are at least 32 px apart), and the 'proxy' search space
-(configs/search_space.py: the first stages of the macro, output stride 8), whose convolutions
+(autonl_tf/search/spaces.py: the first stages of the macro, output stride 8), whose convolutions
 reach a limited neighbourhood. First, a sanity check that LightNL can help there at all: one
 hand-placed architecture retrained with and without its LightNLs. Then, at one MACs target:
 
@@ -126,7 +126,7 @@ def data_config(data_dir: str):
 # -- search space, searches, architectures ---------------------------------------------------
 
 def proxy_space_config(lightnl: bool):
-    import configs.search_space as search_space_config
+    from autonl_tf.search import spaces as search_space_config
 
     config = search_space_config.get_config("proxy")
     if not lightnl:
@@ -138,7 +138,9 @@ def proxy_space_config(lightnl: bool):
 def run_search(name: str, data_dir: str, lightnl: bool, target: float, root: str) -> dict:
     import tensorflow as tf
 
-    import configs.search as search_config
+    from autonl_tf.training.config import config_module
+
+    search_config = config_module("search")
     from autonl_tf.search.experiment import search_experiment
 
     config = search_config.get_config("demo")
@@ -213,7 +215,9 @@ def retrain(arch: list[str], seed: int, data_dir: str, model_dir: str) -> dict:
     import keras
     import tensorflow as tf
 
-    import configs.demo as demo_config
+    from autonl_tf.training.config import config_module
+
+    demo_config = config_module("demo")
     from autonl_tf.training.experiment import train_experiment
 
     keras.backend.clear_session()

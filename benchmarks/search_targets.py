@@ -34,7 +34,9 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    import configs.search as search_config
+    from autonl_tf.training.config import config_module
+
+    search_config = config_module("search")
     from autonl_tf.search import SearchCost, space_from_config
     from autonl_tf.search.experiment import search_experiment
     from autonl_tf.training.config import apply_overrides

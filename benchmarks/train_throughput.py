@@ -97,7 +97,7 @@ def _benchmark_one(name: str) -> dict:
     strategy_lib.per_replica_batch_size(FLAGS.batch_size, strategy)
     jit = strategy_lib.resolve_jit_compile(FLAGS.jit_compile, strategy)
     total = FLAGS.warmup_steps + FLAGS.steps
-    # The recipe of configs/common.py with this benchmark's batch and length.
+    # The recipe of autonl_tf/training/defaults.py with this benchmark's batch and length.
     config = ml_collections.ConfigDict(load_config("autonl_s").to_dict())
     config.train.batch_size = FLAGS.batch_size
     config.train.steps_per_epoch = max(1, total)

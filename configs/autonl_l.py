@@ -1,7 +1,7 @@
 """AutoNL-L retrained with the paper's recipe on ImageNet."""
 
-from configs import common
+from autonl_tf.training.defaults import get_base_config
 
 
 def get_config():
-    return common.get_base_config(arch="autonl_l")
+    return get_base_config(arch="autonl_l")

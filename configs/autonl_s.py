@@ -4,8 +4,8 @@ r"""AutoNL-S retrained with the paper's recipe on ImageNet.
         --model_dir=gs://.../autonl_s --use_bfloat16
 """
 
-from configs import common
+from autonl_tf.training.defaults import get_base_config
 
 
 def get_config():
-    return common.get_base_config(arch="autonl_s")
+    return get_base_config(arch="autonl_s")

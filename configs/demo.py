@@ -12,7 +12,7 @@ Measured on 2 CPU cores: training ~2-2.5 minutes, EMA top-1 0.98-0.99 on the 600
 (chance 0.10); a run that learns only the shapes plateaus at 0.5.
 """
 
-from configs import common
+from autonl_tf.training.defaults import get_base_config
 
 # Stem 32 -> 16 (e1) -> 24 (/2, LightNL) -> 40 (/2, SE, LightNL stride 2) -> 80 (/2, SE, LightNL).
 DEMO_ARCH = " ".join([
@@ -24,7 +24,7 @@ DEMO_ARCH = " ".join([
 
 
 def get_config():
-    config = common.get_base_config(arch=DEMO_ARCH, dataset="embedded")
+    config = get_base_config(arch=DEMO_ARCH, dataset="embedded")
     config.model.width_multiplier = 0.75
     config.model.dropout_rate = 0.1
     config.data.image_size = 32

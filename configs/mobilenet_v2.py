@@ -5,10 +5,10 @@ comparison isolates the architecture. (MobileNetV2's own paper used a different 
 reports 72.0% top-1.) MobileNetV2 uses no stochastic depth and ReLU6.
 """
 
-from configs import common
+from autonl_tf.training.defaults import get_base_config
 
 
 def get_config():
-    config = common.get_base_config(arch="mobilenet_v2")
+    config = get_base_config(arch="mobilenet_v2")
     config.model.drop_connect_rate = 0.0
     return config

@@ -11,13 +11,13 @@ NAS), 'demo' (the embedded dataset, the 'tiny' space: a few minutes on 2 CPU cor
 held-out top-1 is printed at the end of the warm-up and of the search, well above the 10% of
 chance).
 
-Sections ``model``, ``data``, ``train`` and ``eval`` are those of ``configs/common.py`` less the
+Sections ``model``, ``data``, ``train`` and ``eval`` are those of ``autonl_tf/training/defaults.py`` less the
 keys the search does not use (``model.arch``, ``model.drop_connect_rate``, the EMA keys,
 ``train.debug_nan_at_step``, ``eval.use_ema``, ``eval.timeout_s``): setting one of those is an
 error. ``eval`` sets the held-out evaluation of the supernet (its current child, on the eval
 split, never trained on): ``batch_size``, ``steps`` (batches per evaluation, 0 = the whole split)
 and ``every_steps`` (0 = at every checkpoint; the end of the warm-up is always evaluated).
-``search_space``: see ``configs/search_space.py``. ``search``:
+``search_space``: see ``autonl_tf/search/spaces.py``. ``search``:
 
   target_flops           MACs target (multiply-adds, the profiler's count); --target_flops
   cost_loss              'target' (|log(cost/target)|, default), 'target_squared', 'hinge'
@@ -42,12 +42,13 @@ and ``every_steps`` (0 = at every checkpoint; the end of the warm-up is always e
 
 import ml_collections
 
-from configs import common, search_space
+from autonl_tf.search import spaces
+from autonl_tf.training.defaults import get_base_config
 
 VARIANTS = ("imagenet", "demo")
 
 
-# Keys of configs/common.py that the search does not read (the supernet has no EMA, no stochastic
+# Keys of autonl_tf/training/defaults.py that the search does not read (the supernet has no EMA, no stochastic
 # depth and no architecture of its own): they are removed, so that setting one is an error.
 UNUSED_KEYS = ("model.arch", "model.drop_connect_rate", "train.use_ema", "train.ema_decay",
                "train.ema_dynamic_decay", "train.debug_nan_at_step", "eval.use_ema",
@@ -58,11 +59,11 @@ def get_config(variant: str = "imagenet") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
         raise ValueError(f"search config variant {variant!r}: expected one of {VARIANTS}")
     demo = variant == "demo"
-    config = common.get_base_config(arch="", dataset="embedded" if demo else "imagenet")
+    config = get_base_config(arch="", dataset="embedded" if demo else "imagenet")
     for dotted in UNUSED_KEYS:
         section, key = dotted.split(".")
         del config[section][key]
-    config.search_space = search_space.get_config("tiny" if demo else "autonl")
+    config.search_space = spaces.get_config("tiny" if demo else "autonl")
     if demo:
         # At 32 px the stages from 80 channels on see 2x2 and 1x1 maps: there a "non-local"
         # block has nothing to relate (on a 1x1 map it is the pointwise cube |x|^2 x), and

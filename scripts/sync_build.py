@@ -8,7 +8,7 @@ What goes into BUILD (paths are listed explicitly, sorted, so the output is
 deterministic and tests/test_build_sync.py can check it):
 
   * py_library `autonl_tf`: every .py file under autonl_tf/ and configs/, plus their
-    non-Python files (configs/arch/*.txt, ...) as data;
+    non-Python files (autonl_tf/models/arch/*.txt, ...) as data;
   * py_binary per `*_main.py` file at the repository root (search_main, train_main, eval_main);
   * py_library `test_support` (testonly): the non-test .py files under tests/
     (conftest.py, helpers), with pyproject.toml, the *_main.py files, and the
@@ -196,8 +196,9 @@ def render(root: Path = ROOT) -> str:
     out.append('load("//tools/bazel:pytest.bzl", "py_pytest_test")\n')
     out.append('package(default_visibility = ["//visibility:public"])\n')
     out.append(
-        "# The library: autonl_tf/ and configs/ (the architecture files of configs/arch/\n"
-        "# are read at run time, so the non-Python files come along as data).\n"
+        "# The library: autonl_tf/ and configs/ (configs are loaded by path, and the\n"
+        "# architecture files of autonl_tf/models/arch/ are read at run time, so the\n"
+        "# non-Python files come along as data).\n"
         "py_library(\n"
         '    name = "autonl_tf",\n'
         f"    srcs = {_list(tree.library)},\n"

@@ -2,7 +2,6 @@
 
 import pytest
 
-import configs
 from autonl_tf.arch import (
     ArchError,
     BlockSpec,
@@ -12,9 +11,10 @@ from autonl_tf.arch import (
     encode_block,
     expand_repeats,
 )
+from autonl_tf.models import registry
 
 
-@pytest.mark.parametrize("path", sorted(configs.ARCH_DIR.glob("*.txt")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(registry.ARCH_DIR.glob("*.txt")), ids=lambda p: p.stem)
 def test_named_architecture_files_round_trip(path):
     text = path.read_text()
     assert encode_arch(decode_arch(text)) == text

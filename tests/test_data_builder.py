@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from autonl_tf import files  # noqa: E402
 from autonl_tf.data import DataError, build_tfrecords, read_labels_file, records, writer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +114,7 @@ def test_interrupted_shard_is_never_visible_and_rerun_resumes(tmp_path, monkeypa
     out = tmp_path / "out"
     out.mkdir()
     # A temporary file left by a killed run: never matched by the shard pattern, removed later.
-    leftover = out / f"{records.TMP_PREFIX}train-00000-of-00003.deadbeef"
+    leftover = out / f"{files.TMP_PREFIX}train-00000-of-00003.deadbeef"
     leftover.write_bytes(b"half a shard")
     real_encode = writer.encode_image
     calls = {"n": 0}
@@ -132,7 +133,7 @@ def test_interrupted_shard_is_never_visible_and_rerun_resumes(tmp_path, monkeypa
     # worker may have finished the last shard before the interruption reached the pool).
     assert "train-00000-of-00003" in done and "train-00001-of-00003" not in done
     assert sum(1 for _ in tf.data.TFRecordDataset([str(out / name) for name in done])) >= 4
-    assert not any(p.name.startswith(records.TMP_PREFIX + "train-00001") for p in out.iterdir())
+    assert not any(p.name.startswith(files.TMP_PREFIX + "train-00001") for p in out.iterdir())
 
     monkeypatch.setattr(writer, "encode_image", real_encode)
     finished = out / "train-00000-of-00003"
@@ -149,7 +150,7 @@ def test_interrupted_shard_is_never_visible_and_rerun_resumes(tmp_path, monkeypa
 
 def test_stray_temp_file_not_listed(tmp_path):
     (tmp_path / "train-00000-of-00001").write_bytes(b"")
-    (tmp_path / f"{records.TMP_PREFIX}train-00000-of-00001.x").write_bytes(b"")
+    (tmp_path / f"{files.TMP_PREFIX}train-00000-of-00001.x").write_bytes(b"")
     (tmp_path / "train-00000-of-00001.tmp-123").write_bytes(b"")  # other tools' temp names
     assert [os.path.basename(f) for f in records.list_shards(str(tmp_path), "train")] == [
         "train-00000-of-00001"

@@ -11,8 +11,8 @@ import collections  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from autonl_tf import data  # noqa: E402
-from autonl_tf.data import embedded, records  # noqa: E402
+from autonl_tf import data, files  # noqa: E402
+from autonl_tf.data import embedded  # noqa: E402
 
 SMALL = dict(image_size=32, num_train=40, num_eval=20, num_train_shards=2, num_eval_shards=1)
 
@@ -40,7 +40,7 @@ def test_build_is_deterministic_and_cached(tmp_path):
     assert os.stat(os.path.join(first, names[0])).st_mtime_ns == stamp  # reused, not rebuilt
     other = embedded.ensure_embedded_dataset(str(tmp_path / "a"), seed=4, **SMALL)
     assert other != first
-    assert not any(n.startswith(records.TMP_PREFIX) for n in os.listdir(tmp_path / "a"))
+    assert not any(n.startswith(files.TMP_PREFIX) for n in os.listdir(tmp_path / "a"))
 
 
 def test_damaged_build_is_rebuilt(tmp_path):

@@ -11,6 +11,7 @@ import time
 import pytest
 import tensorflow as tf
 
+from autonl_tf import files
 from autonl_tf.training import evaluation, experiment, testing
 from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env, to_flags
 
@@ -37,7 +38,7 @@ def _eval(*args, timeout=180):
 def _copy(trained, tmp_path):
     copy = tmp_path / "model_dir"
     shutil.copytree(trained, copy)
-    (copy / evaluation.RESULTS_FILE).unlink(missing_ok=True)
+    (copy / files.EVAL_RESULTS_FILE).unlink(missing_ok=True)
     return copy
 
 
@@ -51,7 +52,7 @@ def test_latest_checkpoint_ema_then_raw(trained, tmp_path):
                  "--eval_batch_size=16")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(64 images, raw weights)" in proc.stdout
-    records = json.loads((model_dir / evaluation.RESULTS_FILE).read_text())
+    records = json.loads((model_dir / files.EVAL_RESULTS_FILE).read_text())
     assert [(r["step"], r["ema"], r["num_images"]) for r in records] == [(8, True, 64),
                                                                         (8, False, 64)]
     assert set(records[0]) >= {"step", "top1", "top5", "loss", "num_images", "ema"}

@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
-import configs.search as search_config
 from autonl_tf.models import resolve_model_spec
 from autonl_tf.search import SearchCost, space_from_config
+from autonl_tf.training.config import config_module
 from autonl_tf.training.testing import (
     REPO_ROOT,
     main_command,
@@ -22,7 +22,9 @@ from autonl_tf.training.testing import (
 
 # A config file of its own: the demo search with two searchable stages (a small graph).
 CONFIG_FILE = textwrap.dedent('''
-    from configs import search
+    from autonl_tf.training.config import config_module
+
+    search = config_module("search")
 
 
     def get_config():
@@ -42,7 +44,7 @@ def _write_config(directory, extra: str = "") -> str:
 
 
 def _micro_range() -> tuple[int, int]:
-    config = search_config.get_config("demo")
+    config = config_module("search").get_config("demo")
     stages = config.search_space.stages
     config.search_space.stages = [stages[0], stages[1], stages[2]]
     space = space_from_config(config.search_space)

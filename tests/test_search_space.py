@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import configs.search_space as search_space_config
 from autonl_tf import cost as profiler
 from autonl_tf.arch import decode_arch, encode_arch
 from autonl_tf.models import resolve_model_spec
@@ -22,6 +21,8 @@ from autonl_tf.search import (
     decisions_for_arch,
     space_from_config,
 )
+from autonl_tf.search import spaces as search_space_config
+from autonl_tf.training.config import config_module
 
 
 def _space_dict(variant="tiny"):
@@ -190,7 +191,7 @@ def test_warmup_ends_on_an_evaluation_and_thresholds_rest_until_then():
 
 
 def test_search_config_has_no_key_the_search_ignores():
-    import configs.search as search_config
+    search_config = config_module("search")
     from autonl_tf.training.config import ConfigError, load_config
 
     for variant in search_config.VARIANTS:

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import configs.search_space as search_space_config
 from autonl_tf.models import build_model, resolve_model_spec
 from autonl_tf.search import BlockDecision, SearchObjective, Supernet, space_from_config
+from autonl_tf.search import spaces as search_space_config
 from autonl_tf.search.decode import (
     arch_text,
     copy_weights_to_child,

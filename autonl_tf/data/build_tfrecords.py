@@ -195,10 +195,10 @@ def main(argv: list[str]) -> int:
         print("build_tfrecords: error: --input_dir and --output_dir are required",
               file=sys.stderr)
         return 2
-    from autonl_tf.training import cli
+    from autonl_tf import errors
 
     shuffle = {"auto": None, "true": True, "false": False}[FLAGS.shuffle]
-    with cli.exit_on_user_errors("build_tfrecords"):  # DataError: one line, exit 2
+    with errors.exit_on_errors("build_tfrecords"):  # DataError: one line, exit 2
         build(
             FLAGS.input_dir, FLAGS.output_dir, FLAGS.split, FLAGS.num_shards,
             synset_to_text=FLAGS.synset_to_text, seed=FLAGS.seed, shuffle=shuffle,

@@ -26,7 +26,8 @@ import uuid
 import numpy as np
 from PIL import Image
 
-from autonl_tf.data import records, writer
+from autonl_tf import files
+from autonl_tf.data import writer
 
 GENERATOR_VERSION = 2
 NUM_CLASSES = 10
@@ -204,7 +205,7 @@ def ensure_embedded_dataset(
     if os.path.exists(data_dir):  # incomplete or stale: rebuild
         shutil.rmtree(data_dir)
     os.makedirs(root_dir, exist_ok=True)
-    tmp_dir = os.path.join(root_dir, f"{records.TMP_PREFIX}{name}.{uuid.uuid4().hex[:8]}")
+    tmp_dir = os.path.join(root_dir, f"{files.TMP_PREFIX}{name}.{uuid.uuid4().hex[:8]}")
     try:
         _build(tmp_dir, params)
         try:

@@ -18,8 +18,6 @@ from autonl_tf.data.errors import DataError
 
 LABELS_FILE = "labels.txt"
 METADATA_FILE = "metadata.json"
-# Temporary shards start with this prefix, so the `<split>-*-of-*` pattern never matches them.
-TMP_PREFIX = ".tmp-"
 
 _FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),

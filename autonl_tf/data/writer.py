@@ -9,17 +9,16 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import io
-import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from autonl_tf import files
 from autonl_tf.data import records
 
 _log = logging.getLogger(__name__)
@@ -130,8 +129,7 @@ def write_shard(items: Sequence[ImageItem], path: str) -> ShardResult:
     """
     if tf.io.gfile.exists(path):
         return ShardResult(path, 0, True, [])
-    directory, name = os.path.split(path)
-    tmp_path = os.path.join(directory, f"{records.TMP_PREFIX}{name}.{uuid.uuid4().hex[:8]}")
+    tmp_path = files.temporary_path(path)
     unreadable: list[tuple[str, str]] = []
     written = 0
     try:
@@ -149,7 +147,7 @@ def write_shard(items: Sequence[ImageItem], path: str) -> ShardResult:
                 )
                 writer.write(example.SerializeToString())
                 written += 1
-        _commit(tmp_path, path)
+        files.commit(tmp_path, path, durable=True)
     except BaseException:
         if tf.io.gfile.exists(tmp_path):
             tf.io.gfile.remove(tmp_path)
@@ -157,28 +155,9 @@ def write_shard(items: Sequence[ImageItem], path: str) -> ShardResult:
     return ShardResult(path, written, False, unreadable)
 
 
-def _commit(tmp_path: str, path: str) -> None:
-    """Durably rename tmp_path to path (fsync data, rename, fsync directory)."""
-    if "://" in tmp_path:
-        # Object stores (gs://) publish an object only when it is closed: rename is enough.
-        tf.io.gfile.rename(tmp_path, path, overwrite=True)
-        return
-    fd = os.open(tmp_path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp_path, path)
-    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def remove_stale_tmp_files(output_dir: str, split: str) -> None:
     """Delete temporary shards of `split` left by an interrupted run."""
-    pattern = os.path.join(output_dir, f"{records.TMP_PREFIX}{split}-*")
+    pattern = os.path.join(output_dir, f"{files.TMP_PREFIX}{split}-*")
     for stale in tf.io.gfile.glob(pattern):
         _log.info("removing the temporary file of an interrupted run: %s", stale)
         tf.io.gfile.remove(stale)
@@ -268,22 +247,12 @@ def _update_metadata(output_dir: str, summary: BuildSummary) -> None:
         "num_shards": len(sizes),
         "shard_sizes": sizes,
     }
-    write_json_atomic(os.path.join(output_dir, records.METADATA_FILE), meta)
-
-
-def write_json_atomic(path: str, obj: dict) -> None:
-    tmp = os.path.join(os.path.dirname(path), f"{records.TMP_PREFIX}{os.path.basename(path)}")
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    files.write_json_atomic(os.path.join(output_dir, records.METADATA_FILE), meta, indent=1,
+                            sort_keys=True)
 
 
 def write_labels_file(output_dir: str, labels: dict[int, tuple[str, str]]) -> str:
     """labels.txt: one `<label>\\t<synset>\\t<text>` line per class, by label."""
     path = os.path.join(output_dir, records.LABELS_FILE)
     lines = [f"{label}\t{synset}\t{text}\n" for label, (synset, text) in sorted(labels.items())]
-    tmp = os.path.join(output_dir, f"{records.TMP_PREFIX}{records.LABELS_FILE}")
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write("".join(lines))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-    return path
+    return files.write_atomic(path, "".join(lines))

@@ -7,7 +7,11 @@ weights first. The command line is ``python -m autonl_tf.export`` (see cli.py).
 
 from autonl_tf.export.atomic import ExportError, atomic_directory
 from autonl_tf.export.metadata import embed_classifier_metadata, read_classifier_metadata
-from autonl_tf.export.model_dir import export_from_model_dir, export_trained_model
+from autonl_tf.export.model_dir import (
+    export_after_run,
+    export_from_model_dir,
+    export_trained_model,
+)
 from autonl_tf.export.saved_model import (
     ExportResult,
     TFLiteArtifact,
@@ -40,6 +44,7 @@ __all__ = [
     "VerificationError",
     "atomic_directory",
     "compare_logits",
+    "export_after_run",
     "convert_to_tflite",
     "export_from_model_dir",
     "export_saved_model",

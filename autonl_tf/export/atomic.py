@@ -21,13 +21,16 @@ from collections.abc import Iterator
 import tensorflow as tf
 from absl import logging
 
+from autonl_tf import files
+from autonl_tf.errors import UserError
+
 __all__ = ["ExportError", "atomic_directory"]
 
 # Files whose presence identifies a directory as an earlier export that may be replaced.
-_EXPORT_MARKERS = ("saved_model.pb", "export_card.json")
+_EXPORT_MARKERS = ("saved_model.pb", files.EXPORT_CARD_FILE)
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """An export could not be produced; the message says why and what to do."""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from autonl_tf import files
 from autonl_tf.export.atomic import ExportError
 from autonl_tf.export.saved_model import ExportResult, export_saved_model
 from autonl_tf.export.tflite import parse_tflite_modes
@@ -254,7 +255,7 @@ def export_from_model_dir(
         raise ExportError(
             f"model_dir {model_dir!r} does not exist or is empty: nothing to export. Point "
             "--model_dir at a directory written by train_main.py (config.json + checkpoints)")
-    if not tf.io.gfile.exists(os.path.join(model_dir, "config.json")):
+    if not tf.io.gfile.exists(os.path.join(model_dir, files.CONFIG_FILE)):
         raise ExportError(f"model_dir {model_dir!r} has no config.json: it was not written by "
                           "train_main.py (or training never started)")
     from autonl_tf.training.checkpoints import load_model_for_inference
@@ -262,3 +263,15 @@ def export_from_model_dir(
     model, config = load_model_for_inference(model_dir, checkpoint_path=checkpoint_path,
                                              use_ema=use_ema)
     return export_trained_model(model, config, export_dir, **options)
+
+
+def export_after_run(model_dir: str, export_dir: str | None, *, use_ema: bool,
+                     strategy: tf.distribute.Strategy) -> ExportResult | None:
+    """``--export_dir`` of train_main.py / eval_main.py: the chief exports the latest checkpoint
+    (EMA weights unless ``use_ema`` is False) once the run is done; other workers do nothing."""
+    from autonl_tf.training.strategy import is_chief
+
+    if not export_dir or not is_chief(strategy):
+        return None
+    logging.info("Exporting %s to %s", model_dir, export_dir)
+    return export_from_model_dir(model_dir, export_dir, use_ema=use_ema)

@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from autonl_tf import files
+from autonl_tf.errors import RunFailure
 from autonl_tf.export import cards
 from autonl_tf.export.atomic import ExportError, atomic_directory
 from autonl_tf.export.metadata import embed_classifier_metadata
@@ -48,10 +50,9 @@ __all__ = ["ExportResult", "TFLiteArtifact", "VerificationError", "export_saved_
            "keras_logits", "tflite_filename"]
 
 LABELS_FILENAME = "labels.txt"
-EXPORT_CARD_FILENAME = "export_card.json"
 
 
-class VerificationError(ExportError):
+class VerificationError(RunFailure, ExportError):
     """An exported model disagrees with the TensorFlow model more than allowed."""
 
 
@@ -267,7 +268,7 @@ def export_saved_model(
             failures += mode_failures
             artifacts.append(artifact)
 
-        cards.write_json(os.path.join(staging, EXPORT_CARD_FILENAME), {
+        cards.write_json(os.path.join(staging, files.EXPORT_CARD_FILE), {
             "format": "autonl_tf export v1",
             **cards.export_metadata(),
             "model": dataclasses.asdict(info),

@@ -1,6 +1,7 @@
 """Named models and the resolution of ``--arch`` values.
 
-A named model is an architecture file ``configs/arch/<name>.txt``. ``--arch`` accepts a model name,
+A named model is an architecture file ``autonl_tf/models/arch/<name>.txt`` (shipped with the
+package). ``--arch`` accepts a model name,
 a path to an architecture file, or an architecture string itself (block strings separated by
 newlines, spaces, commas or semicolons).
 """
@@ -8,20 +9,24 @@ newlines, spaces, commas or semicolons).
 from __future__ import annotations
 
 import os
+import pathlib
 
 import keras
 
-import configs
 from autonl_tf.arch import ArchError, decode_arch
 from autonl_tf.models.builder import ModelSpec, build_model
 
-__all__ = ["build_named_model", "list_models", "load_arch_file", "resolve_model_spec",
+__all__ = ["ARCH_DIR", "build_named_model", "list_models", "load_arch_file", "resolve_model_spec",
            "spec_from_blocks"]
 
 
+# The published networks, one block string per line.
+ARCH_DIR = pathlib.Path(__file__).absolute().parent / "arch"
+
+
 def list_models() -> list[str]:
-    """Names of the models in configs/arch."""
-    return sorted(p.stem for p in configs.ARCH_DIR.glob("*.txt"))
+    """Names of the published models (the files in `ARCH_DIR`)."""
+    return sorted(p.stem for p in ARCH_DIR.glob("*.txt"))
 
 
 def spec_from_blocks(name: str, blocks) -> ModelSpec:
@@ -55,7 +60,7 @@ def resolve_model_spec(arch: str) -> ModelSpec:
                         "an architecture file or block strings")
     arch = arch.strip()
     if arch in list_models():
-        return load_arch_file(configs.ARCH_DIR / f"{arch}.txt")
+        return load_arch_file(ARCH_DIR / f"{arch}.txt")
     if os.path.isfile(arch):
         return load_arch_file(arch)
     if "_" not in arch:  # looks like a name or a path, not block strings

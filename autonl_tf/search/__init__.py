@@ -1,6 +1,6 @@
 """The differentiable AutoNL search (docs/search.md): space, supernet, cost, decoding, report.
 
-    space = space_from_config(configs.search_space.get_config())    # validated, unrolled
+    space = space_from_config(spaces.get_config())    # validated, unrolled
     supernet = Supernet(space, num_classes=..., image_size=..., objective=SearchObjective(...))
     supernet.compile(weight_optimizer, threshold_optimizer=...)     # then the training driver
     arch_text(supernet)                                              # -> arch.txt

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from autonl_tf import cost as profiler
 from autonl_tf.arch import BlockSpec
+from autonl_tf.errors import UserError
 from autonl_tf.search.indicators import nested_weights
 from autonl_tf.search.space import BlockDecision, SearchBlock, SearchSpace
 
@@ -33,7 +34,7 @@ __all__ = ["BlockGates", "SearchCost", "TargetError", "gates_from_decision"]
 BlockGates = Mapping[str, object]
 
 
-class TargetError(ValueError):
+class TargetError(UserError, ValueError):
     """A cost target outside what the search space can reach."""
 
 

@@ -1,15 +1,16 @@
-"""The program behind search_main.py: config -> supernet -> training driver -> arch.txt.
+"""The search as an experiment task: config -> supernet -> training driver -> arch.txt.
 
-`search_experiment` resolves the config (the training recipe's resolution: data, steps, learning
-rate), validates the space and the target, builds and compiles the supernet under the strategy
-and trains it with `autonl_tf.training.driver.fit` (same checkpoints, resumption, NaN guard,
-TensorBoard and progress as train_main.py). At every checkpoint (and so at the end) the chief
-writes arch.txt, search_summary.json, search_history.json and search.png into the model dir.
+`SearchTask` plugs the search into the one experiment runner
+(`autonl_tf.training.experiment.run_experiment`, the same checkpoints, resumption, NaN guard,
+TensorBoard and progress as train_main.py): it resolves and validates the search config (the
+space and the target), builds and compiles the supernet, evaluates its current child on held-out
+images (`heldout_evaluator`) and records the search (`SearchRecorder`): at every checkpoint and
+evaluation (and so at the end) the chief writes arch.txt, search_summary.json,
+search_history.json and search.png into the model dir. `search_experiment` runs it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 
@@ -19,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from autonl_tf.arch import encode_arch
+from autonl_tf import files
 from autonl_tf.models import check_image_size
 from autonl_tf.search import report
 from autonl_tf.search.cost import SearchCost
@@ -27,14 +28,12 @@ from autonl_tf.search.decode import current_decisions
 from autonl_tf.search.objective import COST_LOSSES, SearchObjective
 from autonl_tf.search.space import SearchSpace, space_from_config
 from autonl_tf.search.supernet import Supernet
-from autonl_tf.training import checkpoints, driver, recipe
-from autonl_tf.training import strategy as strategy_lib
+from autonl_tf.training import driver, experiment, recipe
 from autonl_tf.training.config import ConfigError
 
-__all__ = ["SEARCH_CONFIG_FILE", "SearchRecorder", "build_supernet", "compile_supernet",
+__all__ = ["SearchRecorder", "SearchTask", "build_supernet", "compile_supernet",
            "resolve_search_config", "search_experiment"]
 
-SEARCH_CONFIG_FILE = "search_config.json"
 THRESHOLD_OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
@@ -88,16 +87,7 @@ def resolve_search_config(config: ml_collections.ConfigDict
     _validate_search_section(config.search)
     if config.search.cost_loss != "log":  # early, before the data is prepared
         _check_target(space, config)
-    record = ml_collections.ConfigDict(config.to_dict())
-    # The recipe resolves (and validates) a classifier experiment. The keys a search config does
-    # not have take the values the supernet implies; the largest child stands for the
-    # architecture.
-    for dotted, value in _IMPLIED.items():
-        section, key = dotted.split(".")
-        if key not in record[section]:
-            record[section][key] = value
-    record.model.arch = encode_arch(space.child_blocks(space.largest()))
-    resolved = recipe.resolve_experiment(record)
+    resolved = recipe.resolve_experiment(config)
     resolved.model.name = "supernet"
     # Again with the prepared data (a TFDS dataset brings its own number of classes).
     low, high = _check_target(space, resolved)
@@ -109,12 +99,6 @@ def resolve_search_config(config: ml_collections.ConfigDict
                                                 int(train.total_steps),
                                                 int(resolved.eval.every_steps))
     return resolved, space
-
-
-# What the supernet implies for the classifier keys a search config does not have.
-_IMPLIED = {"model.drop_connect_rate": 0.0, "train.use_ema": False, "train.ema_decay": 0.0,
-            "train.ema_dynamic_decay": False, "train.debug_nan_at_step": 0,
-            "eval.use_ema": False, "eval.timeout_s": 0.0}
 
 
 def warmup_steps(fraction: float, total_steps: int, eval_every: int) -> int:
@@ -256,7 +240,7 @@ class SearchRecorder(driver.CheckpointCallback):
             logging.info("step %d: searched child %.4gM MACs%s -> %s", step,
                          self.last_summary["macs"] / 1e6,
                          f" (target {self.target / 1e6:.4g}M)" if self.target else "",
-                         os.path.join(self.model_dir, report.ARCH_FILE))
+                         os.path.join(self.model_dir, files.ARCH_FILE))
 
     def _write(self, step: int) -> None:
         if not self.is_chief:
@@ -319,37 +303,51 @@ def indicator_summaries(supernet: Supernet):
     return write
 
 
-def _identity(resolved: ml_collections.ConfigDict) -> dict:
-    """What a resumed search must share with the checkpointed one."""
-    from autonl_tf.training.config import to_plain_dict
+class SearchTask(experiment.ExperimentTask):
+    """The search, for `autonl_tf.training.experiment.run_experiment`."""
 
-    return {"search_space": to_plain_dict(resolved.search_space),
-            "image_size": int(resolved.data.image_size),
-            "num_classes": int(resolved.data.num_classes),
-            "width_multiplier": float(resolved.model.width_multiplier)}
+    evaluates = True  # the held-out evaluation of the current child
 
+    def __init__(self):
+        self.space: SearchSpace | None = None
+        self.recorder: SearchRecorder | None = None
 
-def _check_model_dir(model_dir: str, resolved: ml_collections.ConfigDict) -> None:
-    path = os.path.join(model_dir, SEARCH_CONFIG_FILE)
-    if not (tf.io.gfile.exists(path) and tf.train.latest_checkpoint(model_dir)):
-        return
-    with tf.io.gfile.GFile(path) as f:
-        saved = ml_collections.ConfigDict(json.load(f))
-    saved_identity, identity = _identity(saved), _identity(resolved)
-    differs = [key for key in identity if json.dumps(saved_identity[key], sort_keys=True)
-               != json.dumps(identity[key], sort_keys=True)]
-    if differs:
-        raise checkpoints.CheckpointMismatchError(
-            f"{model_dir} holds a search with another supernet ({', '.join(differs)} differ); "
-            "use a new --model_dir or the same search space, image size, classes and width")
+    def resolve(self, config):
+        resolved, self.space = resolve_search_config(config)
+        return resolved
 
+    def describe(self, resolved):
+        search = resolved.search
+        low, high = search.feasible_range
+        target = (f"{search.target_flops / 1e6:.4g}M ({search.cost_loss})"
+                  if search.cost_loss != "log" else "none (lambda * log(cost))")
+        return (f"Searching {self.space.num_decisions} decisions ({len(self.space.blocks)} "
+                f"blocks), feasible range {low / 1e6:.4g}M-{high / 1e6:.4g}M MACs, target "
+                f"{target}")
 
-def _save_search_config(model_dir: str, resolved: ml_collections.ConfigDict) -> None:
-    from autonl_tf.training.config import to_plain_dict
+    def build(self, resolved, dtype_policy, jit_compile):
+        model = build_supernet(resolved, self.space, dtype_policy)
+        return compile_supernet(model, resolved, jit_compile=jit_compile)
 
-    tf.io.gfile.makedirs(model_dir)
-    report.write_atomic(os.path.join(model_dir, SEARCH_CONFIG_FILE),
-                        json.dumps(to_plain_dict(resolved), indent=2, sort_keys=True) + "\n")
+    def plugins(self, model, resolved, context):
+        self.recorder = SearchRecorder(model, context.model_dir, resolved)
+        evaluate = heldout_evaluator(model, context.strategy, context.train_dataset_fn,
+                                     context.eval_dataset_fn, resolved.eval.steps or None,
+                                     int(resolved.search.bn_recalibration_steps))
+        return experiment.TaskPlugins(
+            callbacks=[self.recorder], eval_fn=evaluate, summary_fn=indicator_summaries(model),
+            extra_checkpoint_items={"threshold_optimizer": model.threshold_optimizer},
+            eval_use_ema=False)
+
+    def finish(self, model, resolved, context, result):
+        recorder = self.recorder
+        if context.chief and recorder.last_summary is None:  # nothing trained: at the last step
+            recorder.last_summary = report.write_search_outputs(
+                context.model_dir, model, result["step"], recorder.history,
+                target_macs=recorder.target, warmup_steps=recorder.warmup_steps,
+                total_steps=recorder.total_steps, heldout=recorder.heldout)
+        result.update(summary=recorder.last_summary,
+                      arch_file=os.path.join(context.model_dir, files.ARCH_FILE))
 
 
 def search_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
@@ -359,57 +357,5 @@ def search_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
     Returns the driver's result dict plus 'config' (resolved), 'model' (the supernet),
     'summary' (search_summary.json's content) and 'arch_file'.
     """
-    resolved, space = resolve_search_config(config)
-    train = resolved.train
-    bfloat16, jit_compile = recipe.resolve_execution(resolved, strategy)
-    chief = strategy_lib.is_chief(strategy)
-    _check_model_dir(model_dir, resolved)
-    if chief:
-        _save_search_config(model_dir, resolved)
-    search = resolved.search
-    low, high = search.feasible_range
-    logging.info(
-        "Searching %d decisions (%d blocks) on %s: %d steps of %d images, %s, XLA %s; "
-        "feasible range %.4gM-%.4gM MACs, target %s", space.num_decisions, len(space.blocks),
-        strategy_lib.strategy_kind(strategy), train.total_steps, train.batch_size,
-        "mixed_bfloat16" if bfloat16 else "float32", "on" if jit_compile else "off",
-        low / 1e6, high / 1e6,
-        f"{search.target_flops / 1e6:.4g}M ({search.cost_loss})"
-        if search.cost_loss != "log" else "none (lambda * log(cost))")
-    if train.seed is not None:
-        keras.utils.set_random_seed(int(train.seed))
-
-    with strategy.scope():
-        model = build_supernet(resolved, space, "mixed_bfloat16" if bfloat16 else "float32")
-        compile_supernet(model, resolved, jit_compile=jit_compile)
-
-    from autonl_tf import data
-
-    def train_dataset_fn(input_context):
-        return data.build_train_dataset(resolved.data, train.batch_size, input_context)
-
-    def eval_dataset_fn(input_context):  # held-out: the eval split, never trained on
-        return data.build_eval_dataset(resolved.data, resolved.eval.batch_size, input_context)
-
-    recorder = SearchRecorder(model, model_dir, resolved)
-    result = driver.fit(
-        model, train_dataset_fn, strategy=strategy, model_dir=model_dir,
-        total_steps=train.total_steps, steps_per_loop=train.steps_per_loop,
-        checkpoint_every_steps=train.checkpoint_every_steps,
-        eval_dataset_fn=eval_dataset_fn, eval_every_steps=resolved.eval.every_steps,
-        eval_fn=heldout_evaluator(model, strategy, train_dataset_fn, eval_dataset_fn,
-                                  resolved.eval.steps or None,
-                                  int(resolved.search.bn_recalibration_steps)),
-        extra_callbacks=[recorder], summary_fn=indicator_summaries(model),
-        extra_checkpoint_items={"threshold_optimizer": model.threshold_optimizer},
-        log_every_steps=train.log_every_steps, global_batch_size=train.batch_size,
-        eval_use_ema=False, max_checkpoints_to_keep=train.max_checkpoints_to_keep,
-        checkpoint_input_pipeline=bool(train.checkpoint_input_pipeline))
-    if chief and recorder.last_summary is None:  # nothing trained (already at the last step)
-        recorder.last_summary = report.write_search_outputs(
-            model_dir, model, result["step"], recorder.history, target_macs=recorder.target,
-            warmup_steps=recorder.warmup_steps, total_steps=recorder.total_steps,
-            heldout=recorder.heldout)
-    result.update(config=resolved, model=model, summary=recorder.last_summary,
-                  arch_file=os.path.join(model_dir, report.ARCH_FILE))
-    return result
+    return experiment.run_experiment(SearchTask(), config, model_dir=model_dir,
+                                     strategy=strategy)

@@ -23,31 +23,20 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from autonl_tf import files
 from autonl_tf.search import decode
 from autonl_tf.search.layers import SuperMBConvBlock
 from autonl_tf.search.space import BlockDecision
 from autonl_tf.search.supernet import Supernet, gate_names
 
-__all__ = ["ARCH_FILE", "FIGURE_FILE", "HISTORY_FILE", "SUMMARY_FILE", "learning_summary",
-           "read_heldout", "read_history", "search_summary", "write_atomic",
+__all__ = ["learning_summary",
+           "read_heldout", "read_history", "search_summary",
            "write_search_outputs"]
 
-ARCH_FILE = "arch.txt"
-SUMMARY_FILE = "search_summary.json"
-HISTORY_FILE = "search_history.json"
-FIGURE_FILE = "search.png"
-
-
-def write_atomic(path: str, data: str | bytes) -> None:
-    """Writes a whole file so that readers never see a partial one."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(temporary, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 def _read_history_key(model_dir: str, key: str, up_to_step: int | None) -> list[dict]:
-    path = os.path.join(model_dir, HISTORY_FILE)
+    path = os.path.join(model_dir, files.SEARCH_HISTORY_FILE)
     if not tf.io.gfile.exists(path):
         return []
     with tf.io.gfile.GFile(path) as f:
@@ -153,15 +142,16 @@ def write_search_outputs(model_dir: str, supernet: Supernet, step: int,
     tf.io.gfile.makedirs(model_dir)
     summary = search_summary(supernet, step, target_macs)
     summary.update(learning_summary(history, heldout, warmup_steps))
-    write_atomic(os.path.join(model_dir, ARCH_FILE), "\n".join(summary["arch"]) + "\n")
-    write_atomic(os.path.join(model_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
-    write_atomic(os.path.join(model_dir, HISTORY_FILE),
-                 json.dumps({"rows": [dict(r) for r in history],
-                             "heldout": [dict(r) for r in heldout]}) + "\n")
+    files.write_atomic(os.path.join(model_dir, files.ARCH_FILE), "\n".join(summary["arch"]) + "\n")
+    files.write_json_atomic(os.path.join(model_dir, files.SEARCH_SUMMARY_FILE), summary, allow_nan=True)
+    files.write_json_atomic(os.path.join(model_dir, files.SEARCH_HISTORY_FILE),
+                            {"rows": [dict(r) for r in history],
+                             "heldout": [dict(r) for r in heldout]}, indent=None,
+                            allow_nan=True)
     if figure:
         from autonl_tf.search.figure import render_search_figure
 
         png = render_search_figure(summary, history, warmup_steps=warmup_steps,
                                    total_steps=total_steps)
-        write_atomic(os.path.join(model_dir, FIGURE_FILE), png)
+        files.write_atomic(os.path.join(model_dir, files.SEARCH_FIGURE_FILE), png)
     return summary

@@ -1,6 +1,6 @@
 """The search space: which block may take which choices, and the child network of a decision.
 
-A space is data (`configs/search_space.py`); `space_from_config` validates it and unrolls it into
+A space is data (`autonl_tf.search.spaces`); `space_from_config` validates it and unrolls it into
 one `SearchBlock` per supernet block. A `BlockDecision` per block fully describes a child
 network; `SearchSpace.child_blocks` turns the decisions into the `BlockSpec` rows of the
 architecture codec, i.e. exactly what ``arch.txt`` holds and what ``train_main.py --arch``
@@ -18,6 +18,7 @@ import random
 from collections.abc import Mapping, Sequence
 
 from autonl_tf.arch import BlockSpec, encode_block, expand_repeats
+from autonl_tf.errors import UserError
 from autonl_tf.layers.mbconv import ACTIVATIONS
 from autonl_tf.models.builder import ModelSpec
 from autonl_tf.models.registry import spec_from_blocks
@@ -43,7 +44,7 @@ _STAGE_OPTIONAL = ("kernel_sizes", "expand_ratios", "lightnl_ratios", "lightnl_s
                    "se_ratio", "se_ratios", "lightnl", "skip")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(UserError, ValueError):
     """A malformed search-space config; the message names the offending key."""
 
 
@@ -232,7 +233,7 @@ class SearchSpace:
         return spec_from_blocks(name, self.child_blocks(decisions))
 
 
-class ArchNotInSpaceError(ValueError):
+class ArchNotInSpaceError(UserError, ValueError):
     """An architecture that no setting of the space's indicators produces; names the block."""
 
 
@@ -396,7 +397,7 @@ def _as_dict(value, key: str) -> Mapping:
 
 
 def space_from_config(config) -> SearchSpace:
-    """Validates a search-space config (`configs/search_space.py` format) and unrolls it.
+    """Validates a search-space config (`autonl_tf.search.spaces` format) and unrolls it.
 
     Raises:
       SearchSpaceError: naming the key, e.g. ``search space: stages[2].stride=3: ...``.

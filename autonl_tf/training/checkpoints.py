@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+from typing import Any
 
 import keras
 import ml_collections
@@ -24,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from autonl_tf import files
+from autonl_tf.errors import UserError
 from autonl_tf.training import config as config_lib
 
 __all__ = [
@@ -37,18 +40,19 @@ __all__ = [
     "ema_weights",
     "latest_checkpoint",
     "load_experiment_config",
+    "require_classifier",
     "load_model_for_inference",
     "save_experiment_config",
 ]
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = files.CONFIG_FILE
 
 
-class NoCheckpointError(FileNotFoundError):
+class NoCheckpointError(UserError, FileNotFoundError):
     """The model dir has no checkpoint (or no config.json) to load."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """A checkpoint does not fit the model being restored (architecture, classes, ...)."""
 
 
@@ -57,14 +61,8 @@ class CheckpointMismatchError(ValueError):
 
 def save_experiment_config(model_dir: str, config: ml_collections.ConfigDict | dict) -> str:
     """Writes ``<model_dir>/config.json`` atomically (temp file + rename); returns its path."""
-    tf.io.gfile.makedirs(model_dir)
-    path = os.path.join(model_dir, CONFIG_FILE)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(temporary, "w") as f:
-        json.dump(config_lib.to_plain_dict(config), f, indent=2, sort_keys=True)
-        f.write("\n")
-    tf.io.gfile.rename(temporary, path, overwrite=True)
-    return path
+    return files.write_json_atomic(os.path.join(model_dir, CONFIG_FILE),
+                                   config_lib.to_plain_dict(config), sort_keys=True)
 
 
 def load_experiment_config(model_dir: str) -> ml_collections.ConfigDict:
@@ -78,23 +76,54 @@ def load_experiment_config(model_dir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
+# What identifies the network of a model dir: a resumed or evaluated run must agree on these.
+# A search's network is its supernet, identified by its space (``model.arch`` is a classifier's).
+_IDENTITY_KEYS = ("model.arch", "search_space", "data.num_classes", "model.width_multiplier",
+                  "data.image_size")
+
+
+def _identity_value(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+    node: Any = config
+    for part in dotted.split("."):
+        if not hasattr(node, "get") or part not in node:
+            return None
+        node = node[part]
+    if isinstance(node, str):
+        return " ".join(node.split())  # architecture strings: line breaks do not matter
+    return json.dumps(config_lib.to_plain_dict(node) if hasattr(node, "items") else node,
+                      sort_keys=True)
+
+
+def _describe_network(config: ml_collections.ConfigDict) -> str:
+    if "search_space" in config:
+        network = f"a search supernet ({len(config.search_space.stages)} stages)"
+    else:
+        network = (f"{config.model.get('name', '?')} "
+                   f"({len(str(config.model.get('arch', '')).split())} blocks)")
+    return (f"{network}, {config.data.num_classes} classes, width "
+            f"{config.model.width_multiplier}, {config.data.image_size} px")
+
+
 def check_same_model(saved: ml_collections.ConfigDict, requested: ml_collections.ConfigDict,
                      model_dir: str) -> None:
-    """`CheckpointMismatchError` when two resolved configs describe different networks."""
-    def describe(c):
-        return (f"{c.model.get('name', '?')} ({len(str(c.model.arch).split())} blocks), "
-                f"{c.data.num_classes} classes, width {c.model.width_multiplier}, "
-                f"{c.data.image_size} px")
-
-    keys = (("model", "arch"), ("data", "num_classes"), ("model", "width_multiplier"),
-            ("data", "image_size"))
-    differs = [f"{a}.{b}" for a, b in keys
-               if str(saved[a][b]).split() != str(requested[a][b]).split()]
+    """`CheckpointMismatchError` when two resolved configs describe different networks (a
+    classifier's architecture, or a search's space; classes, width, image size)."""
+    differs = [key for key in _IDENTITY_KEYS
+               if _identity_value(saved, key) != _identity_value(requested, key)]
     if differs:
         raise CheckpointMismatchError(
             f"{model_dir} holds a different model ({', '.join(differs)} differ): it has "
-            f"{describe(saved)}, the command asks for {describe(requested)}; use a new "
-            "--model_dir or the same --arch/data settings")
+            f"{_describe_network(saved)}, the command asks for {_describe_network(requested)}; "
+            "use a new --model_dir or the same architecture/space and data settings")
+
+
+def require_classifier(config: ml_collections.ConfigDict, model_dir: str) -> None:
+    """A search's model dir holds a supernet, not a network to evaluate or export."""
+    if "search_space" in config:
+        raise CheckpointMismatchError(
+            f"{model_dir} is a search's model dir (search_main.py): its checkpoints hold the "
+            "supernet. Retrain the searched network first: train_main.py "
+            f"--arch={os.path.join(model_dir, files.ARCH_FILE)} --model_dir=<new dir>")
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -250,6 +279,7 @@ def load_model_for_inference(
       CheckpointMismatchError: the checkpoint does not fit the config's network.
     """
     config = load_experiment_config(model_dir)
+    require_classifier(config, model_dir)
     path = checkpoint_path or latest_checkpoint(model_dir)
     if checkpoint_path and not tf.io.gfile.glob(checkpoint_path + ".index"):
         raise NoCheckpointError(f"checkpoint {checkpoint_path!r} not found")
@@ -266,7 +296,7 @@ def load_model_for_inference(
 TRAINING_LOCK_FILE = ".training.lock"
 
 
-class ModelDirBusyError(RuntimeError):
+class ModelDirBusyError(UserError, RuntimeError):
     """Another training process holds the model dir."""
 
 

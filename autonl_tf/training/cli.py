@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import re
 import sys
@@ -11,45 +10,9 @@ from collections.abc import Callable
 
 from absl import app, flags
 
-# TensorFlow's start-up lines on a machine without an NVIDIA driver: the CUDA probe ("failed call
-# to cuInit"), CPU-feature and oneDNN notices. They go through a C++ logger that ignores
-# TF_CPP_MIN_LOG_LEVEL, before Python can configure anything.
-_STARTUP_NOISE = re.compile(
-    r"cuda_platform\.cc|cudart_stub\.cc|cuda_dnn\.cc|cuda_fft\.cc|cuda_blas\.cc|"
-    r"cpu_feature_guard\.cc|To enable the following instructions|oneDNN custom operations|"
-    r"All log messages before absl::InitializeLog|Unable to register cu|computation_placer|"
-    r"TF-TRT Warning|oneDNN supports DT_HALF")
-
-
-def _has_nvidia_driver() -> bool:
-    return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl")
-
-
-def quiet_tensorflow_startup() -> None:
-    """Imports TensorFlow and probes its devices with stderr captured, dropping the CUDA-probe
-    noise; every other line is passed on. Only where no NVIDIA driver exists (on a GPU machine
-    those lines matter) and before TensorFlow is loaded; otherwise does nothing."""
-    if "tensorflow" in sys.modules or _has_nvidia_driver():
-        return
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # the CUDA probe happens here
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        capture.seek(0)
-        kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(True)
-                if not _STARTUP_NOISE.search(line)]
-    sys.stderr.write("".join(kept))
-    sys.stderr.flush()
-
+from autonl_tf import errors
+from autonl_tf._startup import quiet_tensorflow_startup
+from autonl_tf.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_PREEMPTED, EXIT_RUN_FAILED, error_line
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_RUN_FAILED",
            "define_strategy_flags", "error_line", "exit_on_user_errors", "parse_flags",
@@ -79,89 +42,16 @@ def strategy_from_flags():
                            num_gpus=f.num_gpus, num_cpu_replicas=f.num_cpu_replicas)
 
 
-# Exit codes of every autonl_tf command (README "Exit codes").
-EXIT_OK = 0
-EXIT_RUN_FAILED = 1  # the run itself failed: divergence, an export that fails verification
-EXIT_BAD_INPUT = 2  # bad flags, config, data, architecture, checkpoint or devices (one line)
-EXIT_PREEMPTED = 3  # SIGTERM: a checkpoint was saved, rerun the command to resume
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is the whole story: printed as one line, no traceback."""
-    from autonl_tf.arch import ArchError
-    from autonl_tf.data import DataError
-    from autonl_tf.training.checkpoints import (
-        CheckpointMismatchError,
-        ModelDirBusyError,
-        NoCheckpointError,
-    )
-    from autonl_tf.training.config import ConfigError
-    from autonl_tf.training.strategy import StrategyError
-
-    errors: list[type[BaseException]] = [ArchError, DataError, ConfigError, StrategyError,
-                                         CheckpointMismatchError, NoCheckpointError,
-                                         ModelDirBusyError]
-    for module, names in (("autonl_tf.export", ("ExportError",)),
-                          ("autonl_tf.search", ("SearchSpaceError", "TargetError"))):
-        try:
-            imported = importlib.import_module(module)
-        except ImportError:
-            continue
-        errors += [getattr(imported, name) for name in names if hasattr(imported, name)]
-    return tuple(errors)
-
-
-def _run_failures() -> tuple[type[BaseException], ...]:
-    """Failures of the run itself (exit 1 with one line): divergence, failed verification."""
-    from autonl_tf.training.driver import TrainingDivergedError
-
-    errors: list[type[BaseException]] = [TrainingDivergedError]
-    try:
-        from autonl_tf.export.saved_model import VerificationError
-        errors.append(VerificationError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
-def error_line(program: str, error: BaseException) -> str:
-    """``<program>: error: <message>`` on one line (messages never span lines)."""
-    return f"{program}: error: {_one_line(error)}"
-
-
 @contextlib.contextmanager
 def exit_on_user_errors(program: str | None = None):
-    """The one place where errors become ``<program>: error: <message>`` and an exit code.
-
-    Exit codes: 2 bad input (config, data, architecture, checkpoint, devices), including
-    tf.data errors caused by a damaged record (explained by `autonl_tf.data.diagnose`); 1 the
-    run itself failed (NaN/Inf loss or weights, an export failing verification); 3 interrupted
-    by SIGTERM (checkpoint saved, rerun to resume). Anything else keeps its traceback (a bug).
-    """
+    """The one place where a command's errors become ``<program>: error: <message>`` and an
+    exit code (`autonl_tf.errors`: 2 bad input, 1 the run failed, 3 preempted), including tf.data
+    errors caused by a damaged record (explained by `autonl_tf.data.diagnose` as a DataError).
+    Anything else keeps its traceback (a bug)."""
     from autonl_tf.data import diagnose
-    from autonl_tf.training.driver import TrainingInterruptedError
 
-    program = program or os.path.basename(sys.argv[0])
-    try:
-        with diagnose.explain_input_errors(all_pipelines=True):
-            yield
-    except app.UsageError as e:
-        print(error_line(program, e), file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-    except TrainingInterruptedError as e:
-        print(f"{program}: {_one_line(e)}", file=sys.stderr)
-        sys.exit(EXIT_PREEMPTED)
-    except _run_failures() as e:
-        print(error_line(program, e), file=sys.stderr)
-        sys.exit(EXIT_RUN_FAILED)
-    except _user_errors() as e:
-        print(error_line(program, e), file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(arg) for arg in error.args) if error.args else type(error).__name__
-    return " ".join(text.replace("\\n", " ").replace("\\'", "'").split())
+    with errors.exit_on_errors(program), diagnose.explain_input_errors(all_pipelines=True):
+        yield
 
 
 def _config_override_keys(argv: list[str], config_flag: str) -> list[str]:
@@ -188,7 +78,7 @@ def _config_argument(argv: list[str], config_flag: str) -> str | None:
 
 def _unknown_key(error: BaseException, argv: list[str], config_flag: str = "config") -> str:
     """The full dotted key of the override that does not exist (ConfigDict names only its leaf)."""
-    text = _one_line(error)
+    text = errors.one_line(error)
     hint = re.search(r'Did you mean "([^"]+)"', text)
     missing = None
     argument = _config_argument(argv, config_flag)
@@ -235,11 +125,11 @@ def parse_flags(argv: list[str]) -> list[str]:
             sys.exit(EXIT_OK)
         raise e
     except flags.Error as e:
-        message = _one_line(e)
+        message = errors.one_line(e)
     except (KeyError, AttributeError) as e:
         message = _unknown_key(e, argv)
     except (TypeError, ValueError) as e:
-        message = f"bad --config override: {_one_line(e)}"
+        message = f"bad --config override: {errors.one_line(e)}"
     print(f"{program}: error: {message}", file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
 

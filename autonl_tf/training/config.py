@@ -1,7 +1,11 @@
 """Experiment configs as code: named configs in ``configs/<name>.py``, overrides, validation.
 
 A config is an `ml_collections.ConfigDict` with the sections ``model``, ``data``, ``train`` and
-``eval`` (see ``configs/common.py`` for every key and its meaning). Binaries take
+``eval`` (see `autonl_tf.training.defaults` for every key and its meaning). The ``configs/``
+folder of the repository is what users edit and pass; its files are loaded by path (never
+imported as a package, so nothing named ``configs`` is installed or shadowed) and import only
+``autonl_tf``. Where it is: ``$AUTONL_CONFIG_DIR``, else the repository's ``configs/`` next to
+this package (a source checkout), else ``./configs``. Binaries take
 ``--config=<name or path.py>`` plus ``--config.<section>.<key>=<value>`` overrides (ml_collections
 ``config_flags``): an unknown key or a value of the wrong type is a flag-parsing error. Library
 callers use `load_config(name, overrides)` with the same semantics.
@@ -13,6 +17,7 @@ import copy
 import importlib.util
 import os
 import pathlib
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,10 +25,11 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-import configs
+from autonl_tf.errors import UserError
 
 __all__ = [
-    "CONFIG_DIR",
+    "config_dir",
+    "config_module",
     "ConfigError",
     "apply_overrides",
     "define_config_flag",
@@ -32,18 +38,28 @@ __all__ = [
     "resolve_config_path",
 ]
 
-CONFIG_DIR = pathlib.Path(configs.__file__).resolve().parent
-# Modules of configs/ that are not experiment configs.
-_NOT_EXPERIMENTS = frozenset({"__init__", "common", "search_space"})
+CONFIG_DIR_ENV = "AUTONL_CONFIG_DIR"
 
 
-class ConfigError(ValueError):
+def config_dir() -> pathlib.Path | None:
+    """The folder of named experiment configs (see the module docstring), None if none exists."""
+    candidates = [os.environ.get(CONFIG_DIR_ENV),
+                  pathlib.Path(__file__).absolute().parents[2] / "configs",
+                  pathlib.Path.cwd() / "configs"]
+    for candidate in candidates:
+        if candidate and pathlib.Path(candidate).is_dir():
+            return pathlib.Path(candidate)
+    return None
+
+
+class ConfigError(UserError, ValueError):
     """A bad experiment config or override; the message names the key and the fix."""
 
 
 def list_named_configs() -> list[str]:
     """Names accepted by ``--config=<name>`` (the experiment configs in configs/)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem not in _NOT_EXPERIMENTS)
+    directory = config_dir()
+    return sorted(p.stem for p in directory.glob("*.py")) if directory else []
 
 
 def resolve_config_path(name_or_path: str) -> str:
@@ -56,7 +72,7 @@ def resolve_config_path(name_or_path: str) -> str:
                           "or a path to a .py config file")
     path, sep, argument = name_or_path.strip().partition(":")
     if path in list_named_configs():
-        path = str(CONFIG_DIR / f"{path}.py")
+        path = str(config_dir() / f"{path}.py")
     elif not (path.endswith(".py") and os.path.isfile(path)):
         raise ConfigError(
             f"unknown config {path!r}: expected one of {', '.join(list_named_configs())} or a "
@@ -98,12 +114,22 @@ def define_config_flag(name: str = "config", default: str | None = None,
     return holder
 
 
-def _load_module_config(path_and_argument: str) -> ml_collections.ConfigDict:
-    path, _, argument = path_and_argument.partition(":")
+def config_module(name_or_path: str) -> types.ModuleType:
+    """The Python module of a named or file config (``config_module('search').VARIANTS``).
+
+    Loaded from its file under a private module name, so no ``configs`` package is imported.
+    """
+    path = resolve_config_path(name_or_path).partition(":")[0]
     module_name = f"autonl_experiment_config_{pathlib.Path(path).stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _load_module_config(path_and_argument: str) -> ml_collections.ConfigDict:
+    path, _, argument = path_and_argument.partition(":")
+    module = config_module(path)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path} has no get_config() function")
     config = module.get_config(argument) if argument else module.get_config()

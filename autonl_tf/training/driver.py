@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from autonl_tf.errors import Preempted, RunFailure
 from autonl_tf.training import checkpoints as checkpoints_lib
 from autonl_tf.training import progress
 from autonl_tf.training import strategy as strategy_lib
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(RunFailure, RuntimeError):
     """The loss (or the weights) became NaN/Inf; the last good checkpoint is left untouched."""
 
     def __init__(self, message: str, step: int, last_checkpoint: str | None):
@@ -63,7 +64,7 @@ class TrainingDivergedError(RuntimeError):
         self.last_checkpoint = last_checkpoint
 
 
-class TrainingInterruptedError(RuntimeError):
+class TrainingInterruptedError(Preempted, RuntimeError):
     """SIGTERM (preemption) received: a checkpoint was written, rerun the command to resume."""
 
     def __init__(self, message: str, step: int, checkpoint: str | None):

@@ -18,10 +18,10 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from autonl_tf import files
 from autonl_tf.training import checkpoints, progress
 
 __all__ = [
-    "RESULTS_FILE",
     "append_eval_result",
     "evaluate_checkpoints",
     "evaluate_classifier",
@@ -29,7 +29,6 @@ __all__ = [
     "read_eval_results",
 ]
 
-RESULTS_FILE = "eval_results.json"
 
 
 def _unpack(batch):
@@ -133,7 +132,7 @@ def json_safe(value):
 
 
 def read_eval_results(model_dir: str) -> list[dict]:
-    path = os.path.join(model_dir, RESULTS_FILE)
+    path = os.path.join(model_dir, files.EVAL_RESULTS_FILE)
     if not tf.io.gfile.exists(path):
         return []
     with tf.io.gfile.GFile(path) as f:
@@ -152,13 +151,8 @@ def append_eval_result(model_dir: str, record: Mapping) -> str:
 
     records = [r for r in read_eval_results(model_dir) if key(r) != key(record)]
     records.append(dict(record))
-    path = os.path.join(model_dir, RESULTS_FILE)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(temporary, "w") as f:
-        json.dump(json_safe(records), f, indent=2, allow_nan=False)
-        f.write("\n")
-    tf.io.gfile.rename(temporary, path, overwrite=True)
-    return path
+    return files.write_json_atomic(os.path.join(model_dir, files.EVAL_RESULTS_FILE),
+                                   json_safe(records))
 
 
 # ---------------------------------------------------------------------------- the evaluator

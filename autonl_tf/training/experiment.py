@@ -1,29 +1,206 @@
-"""The programs behind train_main.py and eval_main.py, as library functions.
+"""One experiment runner for training and the search, and the evaluation program.
 
-`train_experiment`: resolve the config, check the model dir, save config.json, build and compile
-the recipe under the strategy, run the driver (optionally evaluating), export.
-`evaluate_experiment`: evaluate the latest / a given / every new checkpoint of a model dir.
+`run_experiment(task, config, model_dir=..., strategy=...)` is the sequence that train_main.py and
+search_main.py share: resolve the config (the task's way), settle the execution for the strategy
+(`recipe.resolve_execution`: bfloat16, XLA), check that the model dir holds the same network
+(``config.json``, `checkpoints.check_same_model`), check the data, save ``config.json``, seed,
+build and compile the task's model under ``strategy.scope()`` and run `driver.fit` with the
+task's plug-ins. What differs between the two is an `ExperimentTask`: `ClassifierTask` here (the
+retraining recipe, optional evaluation into eval_results.json) and
+`autonl_tf.search.experiment.SearchTask` (the supernet, its held-out evaluator and the recorder
+that writes arch.txt).
+
+`evaluate_experiment` is the program behind eval_main.py: the latest / a given / every new
+checkpoint of a model dir. Exporting is the export package's (`autonl_tf.export`); the binaries
+call it after these return.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
+import hashlib
+import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import keras
 import ml_collections
 import tensorflow as tf
 from absl import logging
 
+from autonl_tf import files
 from autonl_tf.models import resolve_model_spec
 from autonl_tf.training import checkpoints, driver, evaluation, recipe
 from autonl_tf.training import strategy as strategy_lib
 
-__all__ = ["EXPORT_AVAILABLE", "export_model_dir", "evaluate_experiment", "train_experiment"]
+__all__ = ["ClassifierTask", "ExperimentTask", "RunContext", "TaskPlugins", "evaluate_experiment",
+           "input_signature", "run_experiment", "train_experiment"]
 
-EXPORT_AVAILABLE = importlib.util.find_spec("autonl_tf.export.model_dir") is not None
+DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What a task sees of the run: where, how, and its input."""
+
+    model_dir: str
+    strategy: tf.distribute.Strategy
+    chief: bool
+    train_dataset_fn: DatasetFn
+    eval_dataset_fn: DatasetFn | None
+
+
+@dataclasses.dataclass
+class TaskPlugins:
+    """A task's additions to the driver (see `driver.fit` for each)."""
+
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+    eval_fn: Callable[[keras.Model], Mapping[str, float]] | None = None
+    summary_fn: Callable[[int, Mapping[str, float]], Any] | None = None
+    extra_checkpoint_items: Mapping[str, Any] | None = None
+    eval_use_ema: bool = True
+
+
+class ExperimentTask:
+    """What one kind of experiment plugs into `run_experiment`."""
+
+    #: Whether the run reads the eval split (evaluation during training, or held-out checks).
+    evaluates: bool = False
+
+    def resolve(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+        """The validated, resolved config (what config.json stores)."""
+        raise NotImplementedError
+
+    def describe(self, resolved: ml_collections.ConfigDict) -> str:
+        """One log line: what is about to run."""
+        raise NotImplementedError
+
+    def build(self, resolved: ml_collections.ConfigDict, dtype_policy: str,
+              jit_compile: bool) -> keras.Model:
+        """The compiled model (called under ``strategy.scope()``)."""
+        raise NotImplementedError
+
+    def plugins(self, model: keras.Model, resolved: ml_collections.ConfigDict,
+                context: RunContext) -> TaskPlugins:
+        return TaskPlugins()
+
+    def finish(self, model: keras.Model, resolved: ml_collections.ConfigDict,
+               context: RunContext, result: dict) -> None:
+        """Adds the task's outputs to the driver's result (after training)."""
+
+
+# Data keys that define the training input stream (a change restarts the input position).
+_INPUT_KEYS = ("dataset", "data_dir", "skip_corrupt", "image_size", "augment", "random_crop",
+               "random_flip", "shuffle_buffer", "cache", "deterministic", "seed", "dtype",
+               "train_split")
+
+
+def input_signature(resolved: ml_collections.ConfigDict) -> str:
+    """Short hash of what defines the training input stream (data keys, batch size)."""
+    described = {key: resolved.data.get(key) for key in _INPUT_KEYS}
+    described["batch_size"] = resolved.train.batch_size
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _saved_config(model_dir: str) -> ml_collections.ConfigDict | None:
+    """config.json of a model dir that has checkpoints (a run to resume), else None."""
+    if not (tf.io.gfile.exists(os.path.join(model_dir, files.CONFIG_FILE))
+            and tf.train.latest_checkpoint(model_dir)):
+        return None
+    return checkpoints.load_experiment_config(model_dir)
+
+
+def _warn_changed_data(saved: ml_collections.ConfigDict,
+                       resolved: ml_collections.ConfigDict, model_dir: str) -> None:
+    """Says which input keys changed since the run's previous config.json (resuming works)."""
+    changes = [f"data.{key}: {saved.data.get(key)!r} -> {resolved.data.get(key)!r}"
+               for key in _INPUT_KEYS if saved.data.get(key) != resolved.data.get(key)]
+    if saved.train.get("batch_size") != resolved.train.batch_size:
+        changes.append(f"train.batch_size: {saved.train.get('batch_size')} -> "
+                       f"{resolved.train.batch_size}")
+    if changes:
+        logging.warning("resuming %s with a changed input (%s): the input pipeline restarts "
+                        "from its beginning", model_dir, "; ".join(changes))
+
+
+def _dataset_fns(resolved: ml_collections.ConfigDict,
+                 evaluates: bool) -> tuple[DatasetFn, DatasetFn | None]:
+    """The train (and eval) dataset functions; the splits must exist (DataError otherwise)."""
+    from autonl_tf import data
+    from autonl_tf.data import sources
+
+    prepared = data.prepare(resolved.data)
+    sources.make_source(prepared, prepared.train_split)
+    if evaluates:
+        sources.make_source(prepared, prepared.eval_split)
+
+    def train_dataset_fn(input_context):
+        return data.build_train_dataset(resolved.data, resolved.train.batch_size, input_context)
+
+    def eval_dataset_fn(input_context):
+        return data.build_eval_dataset(resolved.data, resolved.eval.batch_size, input_context)
+
+    return train_dataset_fn, (eval_dataset_fn if evaluates else None)
+
+
+def _loop_settings(resolved: ml_collections.ConfigDict) -> dict:
+    """`driver.fit`'s schedule and checkpoint arguments, from the resolved config."""
+    train, evaluation_cfg = resolved.train, resolved.eval
+    return dict(total_steps=int(train.total_steps), steps_per_loop=int(train.steps_per_loop),
+                checkpoint_every_steps=int(train.checkpoint_every_steps),
+                log_every_steps=int(train.log_every_steps),
+                global_batch_size=int(train.batch_size),
+                max_checkpoints_to_keep=int(train.max_checkpoints_to_keep),
+                checkpoint_input_pipeline=bool(train.checkpoint_input_pipeline),
+                eval_steps=int(evaluation_cfg.steps) or None,
+                eval_every_steps=int(evaluation_cfg.every_steps) or None,
+                input_signature=input_signature(resolved))
+
+
+def run_experiment(task: ExperimentTask, config: ml_collections.ConfigDict, *, model_dir: str,
+                   strategy: tf.distribute.Strategy) -> dict:
+    """Runs (or resumes) ``task`` on ``config`` in ``model_dir``.
+
+    Everything is validated before anything is written to model_dir: the config, the devices,
+    the model dir's identity and the data. Returns the driver's result dict plus 'config' (the
+    resolved config), 'model' and what the task's `finish` adds.
+    """
+    resolved = task.resolve(config)
+    bfloat16, jit_compile = recipe.resolve_execution(resolved, strategy)
+    if task.evaluates:
+        strategy_lib.per_replica_batch_size(resolved.eval.batch_size, strategy, "eval batch size")
+    chief = strategy_lib.is_chief(strategy)
+    saved = _saved_config(model_dir)
+    if saved is not None:
+        checkpoints.check_same_model(saved, resolved, model_dir)
+    train_dataset_fn, eval_dataset_fn = _dataset_fns(resolved, task.evaluates)
+    if saved is not None:
+        _warn_changed_data(saved, resolved, model_dir)
+    if chief:
+        checkpoints.save_experiment_config(model_dir, resolved)
+    logging.info("%s on %s: %d steps of %d images (%d replicas), %s, XLA %s",
+                 task.describe(resolved), strategy_lib.strategy_kind(strategy),
+                 resolved.train.total_steps, resolved.train.batch_size,
+                 strategy.num_replicas_in_sync, "mixed_bfloat16" if bfloat16 else "float32",
+                 "on" if jit_compile else "off")
+    if resolved.train.seed is not None:
+        keras.utils.set_random_seed(int(resolved.train.seed))
+    with strategy.scope():
+        model = task.build(resolved, "mixed_bfloat16" if bfloat16 else "float32", jit_compile)
+    context = RunContext(model_dir, strategy, chief, train_dataset_fn, eval_dataset_fn)
+    plugins = task.plugins(model, resolved, context)
+    result = driver.fit(
+        model, train_dataset_fn, strategy=strategy, model_dir=model_dir,
+        eval_dataset_fn=eval_dataset_fn, eval_fn=plugins.eval_fn,
+        eval_use_ema=plugins.eval_use_ema, extra_callbacks=plugins.callbacks,
+        summary_fn=plugins.summary_fn, extra_checkpoint_items=plugins.extra_checkpoint_items,
+        **_loop_settings(resolved))
+    result.update(config=resolved, model=model)
+    task.finish(model, resolved, context, result)
+    return result
 
 
 class _EvalResultsWriter(keras.callbacks.Callback):
@@ -44,137 +221,38 @@ class _EvalResultsWriter(keras.callbacks.Callback):
                 "source": "train_and_eval"})
 
 
-def export_model_dir(model_dir: str, export_dir: str, use_ema: bool = True) -> object | None:
-    """Exports the latest checkpoint with the export library, if it is installed."""
-    if not EXPORT_AVAILABLE:
-        logging.warning("autonl_tf.export is not available: --export_dir ignored")
-        return None
-    from autonl_tf.export.model_dir import export_from_model_dir
+class ClassifierTask(ExperimentTask):
+    """The retraining recipe: a classifier from ``model.arch``; ``mode='train_and_eval'`` also
+    evaluates on the eval split (every ``eval.every_steps`` and at the end)."""
 
-    logging.info("Exporting %s to %s", model_dir, export_dir)
-    return export_from_model_dir(model_dir, export_dir, use_ema=use_ema)
+    def __init__(self, mode: str = "train"):
+        if mode not in ("train", "train_and_eval"):
+            raise ValueError(f"mode must be 'train' or 'train_and_eval', got {mode!r}")
+        self.evaluates = mode == "train_and_eval"
 
+    def resolve(self, config):
+        return recipe.resolve_experiment(config)
 
-def _check_model_dir(model_dir: str, resolved: ml_collections.ConfigDict) -> None:
-    """A model dir with checkpoints must hold the same network (else: one-line error)."""
-    if not tf.io.gfile.exists(os.path.join(model_dir, checkpoints.CONFIG_FILE)):
-        return
-    saved = checkpoints.load_experiment_config(model_dir)
-    if tf.train.latest_checkpoint(model_dir):
-        checkpoints.check_same_model(saved, resolved, model_dir)
+    def describe(self, resolved):
+        return (f"Training {resolved.model.name}, lr {resolved.train.learning_rate:.4g}")
 
+    def build(self, resolved, dtype_policy, jit_compile):
+        model = recipe.build_classifier(resolved, dtype_policy)
+        return recipe.compile_classifier(model, resolved, jit_compile=jit_compile)
 
-def _check_data(resolved: ml_collections.ConfigDict, mode: str) -> None:
-    """The data config resolves and its splits exist (DataError otherwise)."""
-    from autonl_tf import data
-    from autonl_tf.data import sources
-
-    data_cfg = data.prepare(resolved.data)
-    sources.make_source(data_cfg, data_cfg.train_split)
-    if mode == "train_and_eval":
-        sources.make_source(data_cfg, data_cfg.eval_split)
-
-
-# Data keys that define the training input stream (a change restarts the input position).
-_INPUT_KEYS = ("dataset", "data_dir", "skip_corrupt", "image_size", "augment", "random_crop",
-               "random_flip", "shuffle_buffer", "cache", "deterministic", "seed", "dtype",
-               "train_split")
-
-
-def input_signature(resolved: ml_collections.ConfigDict) -> str:
-    """Short hash of what defines the training input stream (data keys, batch size)."""
-    import hashlib
-    import json
-
-    described = {key: resolved.data.get(key) for key in _INPUT_KEYS}
-    described["batch_size"] = resolved.train.batch_size
-    text = json.dumps(described, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
-
-
-def _warn_changed_data(model_dir: str, resolved: ml_collections.ConfigDict) -> None:
-    """Says which input keys changed since the run's previous config.json (resuming works)."""
-    if not (tf.io.gfile.exists(os.path.join(model_dir, checkpoints.CONFIG_FILE))
-            and tf.train.latest_checkpoint(model_dir)):
-        return
-    saved = checkpoints.load_experiment_config(model_dir)
-    changes = [f"data.{key}: {saved.data.get(key)!r} -> {resolved.data.get(key)!r}"
-               for key in _INPUT_KEYS if saved.data.get(key) != resolved.data.get(key)]
-    if saved.train.get("batch_size") != resolved.train.batch_size:
-        changes.append(f"train.batch_size: {saved.train.get('batch_size')} -> "
-                       f"{resolved.train.batch_size}")
-    if changes:
-        logging.warning("resuming %s with a changed input (%s): the input pipeline restarts "
-                        "from its beginning", model_dir, "; ".join(changes))
+    def plugins(self, model, resolved, context):
+        callbacks = [_EvalResultsWriter(context.model_dir, context.chief)] if self.evaluates else []
+        return TaskPlugins(callbacks=callbacks, eval_use_ema=bool(resolved.eval.use_ema))
 
 
 def train_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
-                     strategy: tf.distribute.Strategy, mode: str = "train",
-                     export_dir: str | None = None) -> dict:
+                     strategy: tf.distribute.Strategy, mode: str = "train") -> dict:
     """Trains (and with ``mode='train_and_eval'`` evaluates) the config's model in model_dir.
 
     Reruns of the same command resume from the latest checkpoint. Returns the driver's result
-    dict plus 'config' (the resolved config), 'model' (the trained Keras model, raw weights) and
-    'export' (the export result, if any).
+    dict plus 'config' (the resolved config) and 'model' (the trained Keras model, raw weights).
     """
-    if mode not in ("train", "train_and_eval"):
-        raise ValueError(f"mode must be 'train' or 'train_and_eval', got {mode!r}")
-    resolved = recipe.resolve_experiment(config)
-    train = resolved.train
-    bfloat16, jit_compile = recipe.resolve_execution(resolved, strategy)
-    if mode == "train_and_eval":
-        strategy_lib.per_replica_batch_size(resolved.eval.batch_size, strategy, "eval batch size")
-    chief = strategy_lib.is_chief(strategy)
-
-    _check_model_dir(model_dir, resolved)
-    # Everything is validated before anything is written to model_dir: the data too.
-    _check_data(resolved, mode)
-    _warn_changed_data(model_dir, resolved)
-    if chief:
-        checkpoints.save_experiment_config(model_dir, resolved)
-    logging.info("Training %s (%s) on %s: %d steps of %d images (%d replicas), lr %.4g, "
-                 "%s, XLA %s", resolved.model.name, model_dir,
-                 strategy_lib.strategy_kind(strategy), train.total_steps, train.batch_size,
-                 strategy.num_replicas_in_sync, train.learning_rate,
-                 "mixed_bfloat16" if bfloat16 else "float32", "on" if jit_compile else "off")
-    if train.seed is not None:
-        keras.utils.set_random_seed(int(train.seed))
-
-    with strategy.scope():
-        model = recipe.build_classifier(resolved,
-                                        "mixed_bfloat16" if bfloat16 else "float32")
-        recipe.compile_classifier(model, resolved, jit_compile=jit_compile)
-
-    from autonl_tf import data
-
-    def train_dataset_fn(input_context):
-        return data.build_train_dataset(resolved.data, train.batch_size, input_context)
-
-    eval_dataset_fn = None
-    if mode == "train_and_eval":
-        def eval_dataset_fn(input_context):
-            return data.build_eval_dataset(resolved.data, resolved.eval.batch_size,
-                                           input_context)
-
-    result = driver.fit(
-        model, train_dataset_fn, strategy=strategy, model_dir=model_dir,
-        total_steps=train.total_steps, steps_per_loop=train.steps_per_loop,
-        checkpoint_every_steps=train.checkpoint_every_steps,
-        eval_dataset_fn=eval_dataset_fn, eval_steps=resolved.eval.steps or None,
-        eval_every_steps=resolved.eval.every_steps or None,
-        extra_callbacks=[_EvalResultsWriter(model_dir, chief)] if eval_dataset_fn else (),
-        log_every_steps=train.log_every_steps, global_batch_size=train.batch_size,
-        eval_use_ema=bool(resolved.eval.use_ema),
-        max_checkpoints_to_keep=train.max_checkpoints_to_keep,
-        checkpoint_input_pipeline=bool(train.checkpoint_input_pipeline),
-        input_signature=input_signature(resolved))
-    result["config"] = resolved
-    result["model"] = model
-    result["export"] = None
-    if export_dir and chief:
-        result["export"] = export_model_dir(model_dir, export_dir,
-                                            use_ema=bool(resolved.eval.use_ema))
-    return result
+    return run_experiment(ClassifierTask(mode), config, model_dir=model_dir, strategy=strategy)
 
 
 def _wait_for_config(model_dir: str, timeout_s: float) -> None:
@@ -192,8 +270,7 @@ def evaluate_experiment(model_dir: str, *, strategy: tf.distribute.Strategy,
                         eval_batch_size: int | None = None, use_ema: bool = True,
                         continuous: bool = False, timeout_s: float | None = None,
                         checkpoint_path: str | None = None, arch: str | None = None,
-                        eval_steps: int | None = None,
-                        export_dir: str | None = None) -> list[dict]:
+                        eval_steps: int | None = None) -> list[dict]:
     """Evaluates a model dir's checkpoints on its eval split; appends to eval_results.json.
 
     Args:
@@ -207,13 +284,13 @@ def evaluate_experiment(model_dir: str, *, strategy: tf.distribute.Strategy,
       checkpoint_path: evaluate this checkpoint only.
       arch: if given, must describe the model dir's network (else CheckpointMismatchError).
       eval_steps: batches per evaluation (default: the whole split).
-      export_dir: export the latest (EMA) weights afterwards.
     """
     if timeout_s is None and tf.io.gfile.exists(os.path.join(model_dir, checkpoints.CONFIG_FILE)):
         timeout_s = float(checkpoints.load_experiment_config(model_dir).eval.timeout_s)
     if continuous:
         _wait_for_config(model_dir, timeout_s if timeout_s is not None else 3600.0)
     config = checkpoints.load_experiment_config(model_dir)
+    checkpoints.require_classifier(config, model_dir)
     if arch is not None:
         requested = ml_collections.ConfigDict(config.to_dict())
         spec = resolve_model_spec(arch)
@@ -241,6 +318,4 @@ def evaluate_experiment(model_dir: str, *, strategy: tf.distribute.Strategy,
         checkpoint_path=checkpoint_path, steps=eval_steps or None,
         stop_at_step=int(config.train.total_steps), write_results=strategy_lib.is_chief(strategy),
         skip_evaluated=continuous)
-    if export_dir and strategy_lib.is_chief(strategy):
-        export_model_dir(model_dir, export_dir, use_ema=use_ema)
     return records

@@ -61,7 +61,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(train.optimizer in OPTIMIZERS,
              f"train.optimizer={train.optimizer!r}: expected one of {OPTIMIZERS}")
     _require(0.0 <= train.label_smoothing < 1.0, "train.label_smoothing must be in [0, 1)")
-    _require(0.0 <= train.ema_decay <= 1.0, "train.ema_decay must be in [0, 1]")
+    _require(0.0 <= train.get("ema_decay", 0.0) <= 1.0, "train.ema_decay must be in [0, 1]")
     _require(train.weight_decay >= 0, "train.weight_decay must be >= 0")
     _require(train.lr_per_256 > 0, "train.lr_per_256 must be > 0")
     _require(train.lr_decay_epochs > 0, "train.lr_decay_epochs must be > 0")
@@ -69,7 +69,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              f"train.jit_compile={train.jit_compile!r}: expected 'auto', 'true' or 'false'")
     _require(model.width_multiplier > 0, "model.width_multiplier must be > 0")
     _require(0.0 <= model.dropout_rate < 1.0, "model.dropout_rate must be in [0, 1)")
-    _require(0.0 <= model.drop_connect_rate < 1.0, "model.drop_connect_rate must be in [0, 1)")
+    _require(0.0 <= model.get("drop_connect_rate", 0.0) < 1.0,
+             "model.drop_connect_rate must be in [0, 1)")
     _require(evaluation.steps >= 0, "eval.steps must be >= 0 (0 = the whole eval set)")
     try:
         check_image_size(config.data.image_size)
@@ -81,16 +82,18 @@ def resolve_experiment(config: ml_collections.ConfigDict,
                        prepare_data: bool = True) -> ml_collections.ConfigDict:
     """A resolved copy of ``config``: what config.json stores and every builder reads.
 
-    Adds ``model.name`` (as given) and replaces ``model.arch`` by its block strings; prepares
+    Adds ``model.name`` (as given) and replaces ``model.arch`` by its block strings (a config
+    without ``model.arch``, the search's, keeps its model section as it is); prepares
     the data section (``autonl_tf.data.prepare``: data_dir, num_classes, example counts); adds
     ``train.steps_per_epoch``, ``train.total_steps`` and ``train.learning_rate`` (batch-scaled).
     Raises `ConfigError`, ``ArchError`` or ``DataError`` with a one-line message.
     """
     validate_config(config)
     resolved = ml_collections.ConfigDict(config.to_dict())  # unlocked copy, references resolved
-    spec = resolve_model_spec(config.model.arch)
-    resolved.model.name = spec.name  # 'autonl_s', an architecture file's stem, or 'custom'
-    resolved.model.arch = spec.arch_string
+    if "arch" in config.model:
+        spec = resolve_model_spec(config.model.arch)
+        resolved.model.name = spec.name  # 'autonl_s', an architecture file's stem, or 'custom'
+        resolved.model.arch = spec.arch_string
     if prepare_data:
         from autonl_tf.data import prepare
 
@@ -193,9 +196,10 @@ def build_optimizer(config: ml_collections.ConfigDict) -> keras.optimizers.Optim
         momentum=train.rmsprop_momentum,
         epsilon=train.rmsprop_epsilon,
         initial_mean_square=train.rmsprop_initial_mean_square,
-        use_ema=bool(train.use_ema),
-        ema_momentum=train.ema_decay,
-        ema_dynamic_decay=bool(train.ema_dynamic_decay),
+        # A search config has no EMA keys (the supernet keeps no average of its weights).
+        use_ema=bool(train.get("use_ema", False)),
+        ema_momentum=float(train.get("ema_decay", 0.99)),
+        ema_dynamic_decay=bool(train.get("ema_dynamic_decay", False)),
     )
 
 

@@ -19,6 +19,8 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from autonl_tf.errors import UserError
+
 __all__ = [
     "StrategyError",
     "create_strategy",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 
-class StrategyError(ValueError):
+class StrategyError(UserError, ValueError):
     """The requested devices/cluster cannot be set up, or a batch does not split over replicas."""
 
 

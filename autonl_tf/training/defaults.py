@@ -4,7 +4,7 @@ Every value of the recipe is a key here; named configs (configs/<name>.py) start
 `get_base_config` and change what differs. Keys:
 
 model
-  arch               model name (configs/arch/<name>.txt), architecture file or block strings
+  arch               model name (autonl_tf/models/arch/<name>.txt), architecture file or block strings
   width_multiplier   channel multiplier (MobileNet rounding to multiples of 8)
   dropout_rate       dropout before the classifier (0.2)
   drop_connect_rate  stochastic depth of the last block, linear in depth (0 = off)
