@@ -68,6 +68,8 @@ def covering_decisions(space):
 # 96 px: the last stage is 3x3 (odd size); 'autonl': SE searched (none / 1/4 / 1/2).
 @pytest.mark.parametrize("variant, image_size", [("tiny", 64), ("tiny", 96), ("autonl", 64)])
 def test_child_from_arch_file_matches_supernet_exactly(tmp_path, variant, image_size):
+    # Seeded: with some random kernels the 22 cubic blocks of 'autonl' overflow float32.
+    keras.utils.set_random_seed(0)
     space = space_from_config(search_space_config.get_config(variant))
     supernet = Supernet(space, num_classes=CLASSES, image_size=image_size,
                         width_multiplier=WIDTH)
