@@ -74,7 +74,7 @@ def test_search_writes_outputs_and_resumes_on_two_replicas(tmp_path, data_dir):
     assert first.returncode == 0, first.stderr[-3000:]
     assert "started at step 0" in first.stdout
     for name in ("arch.txt", "search_summary.json", "search_history.json", "search.png",
-                 "search_config.json", "ckpt-4.index"):
+                 "config.json", "ckpt-4.index"):
         assert os.path.exists(os.path.join(model_dir, name)), name
     assert any(f.startswith("events") for f in os.listdir(os.path.join(model_dir, "train")))
     with open(os.path.join(model_dir, "search.png"), "rb") as f:

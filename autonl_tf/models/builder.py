@@ -15,7 +15,8 @@ from autonl_tf import cost
 from autonl_tf.arch import BlockSpec, encode_arch, expand_repeats
 from autonl_tf.layers.mbconv import CONV_INITIALIZER, MBConvBlock, activation_fn
 
-__all__ = ["ModelSpec", "build_model", "check_image_size"]
+__all__ = ["ModelSpec", "build_model", "check_image_size", "classifier_layers", "head_layers",
+           "stem_layers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,47 @@ def check_image_size(image_size: int) -> None:
             f"(e.g. 224, 256, 64)")
 
 
+def stem_layers(filters: int, activation: str, bn_momentum: float = 0.99,
+                bn_epsilon: float = 1e-3) -> list[keras.layers.Layer]:
+    """The stem, applied in order: 3x3 stride-2 conv, BN, activation.
+
+    [batch, S, S, 3] -> [batch, S/2, S/2, filters]. Shared by `build_model` and the supernet
+    (the layer names are what the search's weight copy relies on).
+    """
+    return [keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False,
+                                kernel_initializer=keras.initializers.get(CONV_INITIALIZER),
+                                name="stem_conv"),
+            keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
+                                            name="stem_bn"),
+            keras.layers.Activation(activation, name="stem_activation")]
+
+
+def head_layers(filters: int, activation: str, bn_momentum: float = 0.99,
+                bn_epsilon: float = 1e-3) -> list[keras.layers.Layer]:
+    """The head, applied in order: 1x1 conv, BN, activation. [b, h, w, c] -> [b, h, w, filters]."""
+    return [keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
+                                kernel_initializer=keras.initializers.get(CONV_INITIALIZER),
+                                name="head_conv"),
+            keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
+                                            name="head_bn"),
+            keras.layers.Activation(activation, name="head_activation")]
+
+
+def classifier_layers(num_classes: int, dropout_rate: float) -> list[keras.layers.Layer]:
+    """Global average pooling, dropout (when > 0) and the float32 logits.
+
+    [b, h, w, c] -> [b, num_classes] float32 (also under a mixed-precision policy).
+    """
+    layers = [keras.layers.GlobalAveragePooling2D(name="avg_pool")]
+    if dropout_rate > 0:
+        layers.append(keras.layers.Dropout(dropout_rate, name="top_dropout"))
+    layers.append(keras.layers.Dense(
+        num_classes, kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_out",
+                                                                           "uniform"),
+        dtype="float32", name="logits"))
+    return layers
+
+
 def build_model(
     spec: ModelSpec,
     num_classes: int = 1000,
@@ -75,14 +117,11 @@ def build_model(
         raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
     activation_fn(spec.activation)  # validates the name early
     scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
-    bn = lambda n: keras.layers.BatchNormalization(  # noqa: E731
-        momentum=bn_momentum, epsilon=bn_epsilon, name=n)
-    conv_init = keras.initializers.get(CONV_INITIALIZER)
 
     inputs = keras.Input((image_size, image_size, 3), name="images")
-    x = keras.layers.Conv2D(scaled(spec.stem_filters), 3, strides=2, padding="same",
-                            use_bias=False, kernel_initializer=conv_init, name="stem_conv")(inputs)
-    x = keras.layers.Activation(spec.activation, name="stem_activation")(bn("stem_bn")(x))
+    x = inputs
+    for layer in stem_layers(scaled(spec.stem_filters), spec.activation, bn_momentum, bn_epsilon):
+        x = layer(x)
 
     blocks = expand_repeats(spec.blocks)
     channels = scaled(spec.stem_filters)
@@ -94,13 +133,9 @@ def build_model(
             bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, name=f"block_{index}")(x)
         channels = out_channels
 
-    x = keras.layers.Conv2D(scaled(spec.head_filters), 1, padding="same", use_bias=False,
-                            kernel_initializer=conv_init, name="head_conv")(x)
-    x = keras.layers.Activation(spec.activation, name="head_activation")(bn("head_bn")(x))
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout_rate > 0:
-        x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
-    logits = keras.layers.Dense(
-        num_classes, kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_out", "uniform"),
-        dtype="float32", name="logits")(x)
+    for layer in (*head_layers(scaled(spec.head_filters), spec.activation, bn_momentum,
+                               bn_epsilon),
+                  *classifier_layers(num_classes, dropout_rate)):
+        x = layer(x)
+    logits = x
     return keras.Model(inputs, logits, name=name or spec.name)

@@ -9,7 +9,6 @@
 search_main.py runs the whole program (`autonl_tf.search.experiment`).
 """
 
-from autonl_tf.search.cost import SearchCost, TargetError
 from autonl_tf.search.decode import (
     arch_text,
     build_child,
@@ -19,6 +18,7 @@ from autonl_tf.search.decode import (
     set_decisions,
 )
 from autonl_tf.search.objective import COST_LOSSES, SearchObjective
+from autonl_tf.search.search_cost import SearchCost, TargetError
 from autonl_tf.search.space import (
     ArchNotInSpaceError,
     BlockDecision,

@@ -23,9 +23,9 @@ from absl import logging
 from autonl_tf import files
 from autonl_tf.models import check_image_size
 from autonl_tf.search import report
-from autonl_tf.search.cost import SearchCost
 from autonl_tf.search.decode import current_decisions
 from autonl_tf.search.objective import COST_LOSSES, SearchObjective
+from autonl_tf.search.search_cost import SearchCost
 from autonl_tf.search.space import SearchSpace, space_from_config
 from autonl_tf.search.supernet import Supernet
 from autonl_tf.training import driver, experiment, recipe

@@ -320,7 +320,7 @@ class SuperMBConvBlock(MBConvBlock):
                 for start, end in zip(starts, starts[1:], strict=False)]
 
     def gates(self) -> dict:
-        """The block's 0/1 indicators (see `autonl_tf.search.cost.BlockGates`), float32."""
+        """The block's 0/1 indicators (see `autonl_tf.search.search_cost.BlockGates`), float32."""
         scores = self.scores()
         ind = lambda s, t: hard_indicator(s, tf.convert_to_tensor(t), self.temperature)  # noqa: E731
         gates = {

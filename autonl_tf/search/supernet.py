@@ -14,13 +14,24 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from autonl_tf import cost as profiler
-from autonl_tf.layers.mbconv import CONV_INITIALIZER, MBConvBlock
-from autonl_tf.models.builder import ModelSpec, check_image_size
-from autonl_tf.search.cost import SearchCost
+from autonl_tf import cost
+from autonl_tf.layers.mbconv import MBConvBlock
+from autonl_tf.models.builder import (
+    ModelSpec,
+    check_image_size,
+    classifier_layers,
+    head_layers,
+    stem_layers,
+)
 from autonl_tf.search.layers import SuperMBConvBlock
 from autonl_tf.search.objective import SearchObjective
+from autonl_tf.search.search_cost import SearchCost
 from autonl_tf.search.space import SearchBlock, SearchSpace
+from autonl_tf.training.losses import (
+    SmoothedSparseCategoricalCrossentropy,
+    l2_penalty,
+    weight_decay_variables,
+)
 
 __all__ = ["Supernet", "gate_names"]
 
@@ -102,15 +113,9 @@ class Supernet(keras.Model):
         self.log_indicators = log_indicators
         self.search_cost = SearchCost(space, image_size, num_classes, width_multiplier,
                                       depth_divisor)
-        scaled = lambda f: profiler.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
-        bn = lambda n: keras.layers.BatchNormalization(  # noqa: E731
-            momentum=bn_momentum, epsilon=bn_epsilon, name=n)
-        conv_init = keras.initializers.get(CONV_INITIALIZER)
-        self.stem_conv = keras.layers.Conv2D(scaled(_STEM), 3, strides=2, padding="same",
-                                             use_bias=False, kernel_initializer=conv_init,
-                                             name="stem_conv")
-        self.stem_bn = bn("stem_bn")
-        self.stem_activation = keras.layers.Activation(space.activation, name="stem_activation")
+        scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
+        self.stem_conv, self.stem_bn, self.stem_activation = stem_layers(
+            scaled(_STEM), space.activation, bn_momentum, bn_epsilon)
         self.search_blocks = []
         for block in space.blocks:
             c_in, c_out = scaled(block.input_filters), scaled(block.output_filters)
@@ -130,17 +135,12 @@ class Supernet(keras.Model):
                                               bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
                                               name=name_)
             self.search_blocks.append(layer)
-        self.head_conv = keras.layers.Conv2D(scaled(_HEAD), 1, padding="same", use_bias=False,
-                                             kernel_initializer=conv_init, name="head_conv")
-        self.head_bn = bn("head_bn")
-        self.head_activation = keras.layers.Activation(space.activation, name="head_activation")
-        self.avg_pool = keras.layers.GlobalAveragePooling2D(name="avg_pool")
-        self.top_dropout = (keras.layers.Dropout(dropout_rate, name="top_dropout")
-                            if dropout_rate > 0 else None)
-        self.logits = keras.layers.Dense(
-            num_classes,
-            kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_out", "uniform"),
-            dtype="float32", name="logits")
+        self.head_conv, self.head_bn, self.head_activation = head_layers(
+            scaled(_HEAD), space.activation, bn_momentum, bn_epsilon)
+        self.avg_pool, *dropout, self.logits = classifier_layers(num_classes, dropout_rate)
+        self.top_dropout = dropout[0] if dropout else None
+        self.cross_entropy = SmoothedSparseCategoricalCrossentropy(
+            self.objective.label_smoothing)
         self.threshold_optimizer = None
         self._trackers = {
             name: keras.metrics.Mean(name=name)
@@ -152,12 +152,12 @@ class Supernet(keras.Model):
     def build(self, input_shape):
         size = self.image_size
         self.stem_conv.build((None, size, size, 3))
-        size = profiler.same_output_size(size, 2)
+        size = cost.same_output_size(size, 2)
         channels = self.stem_conv.filters
         self.stem_bn.build((None, size, size, channels))
         for layer in self.search_blocks:
             layer.build((None, size, size, channels))
-            size = profiler.same_output_size(size, layer.strides)
+            size = cost.same_output_size(size, layer.strides)
             channels = layer.output_filters
         self.head_conv.build((None, size, size, channels))
         self.head_bn.build((None, size, size, self.head_conv.filters))
@@ -254,24 +254,12 @@ class Supernet(keras.Model):
     def metrics(self):
         return [*self._trackers.values(), self._accuracy]
 
-    def _cross_entropy(self, labels, logits):
-        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-        smoothing = self.objective.label_smoothing
-        if smoothing > 0:
-            onehot = tf.one_hot(labels, self.num_classes, dtype=logits.dtype)
-            onehot = onehot * (1.0 - smoothing) + smoothing / self.num_classes
-            losses = tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
-        else:
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-        return tf.reduce_mean(losses)
-
     def _weight_decay(self) -> tf.Tensor:
+        """The recipe's L2 term (`autonl_tf.training.losses`), added to the loss by hand: the
+        supernet's own train_step does not run Keras's regularizer losses."""
         if self.objective.weight_decay <= 0:
             return tf.constant(0.0)
-        kernels = [v for v in self.weight_variables
-                   if v.path.endswith("kernel") and len(v.shape) > 1]
-        return self.objective.weight_decay * tf.add_n(
-            [tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in kernels])
+        return l2_penalty(weight_decay_variables(self), self.objective.weight_decay)
 
     def _unpack(self, data):
         if isinstance(data, dict):
@@ -320,7 +308,7 @@ class Supernet(keras.Model):
         gates = self.block_gates()
         logits = self(images, training=training,
                       gates=gates if forward_gates is None else forward_gates)
-        cross_entropy = self._cross_entropy(labels, logits)
+        cross_entropy = self.cross_entropy(labels, logits)
         flat = tf.nest.flatten(gates)
         cost_loss, macs = self.objective.indicator_cost_term(
             flat, lambda g: self.expected_macs(tf.nest.pack_sequence_as(gates, g)))

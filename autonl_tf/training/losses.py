@@ -13,6 +13,7 @@ __all__ = [
     "NaNAfterStep",
     "SmoothedSparseCategoricalCrossentropy",
     "apply_l2_weight_decay",
+    "l2_penalty",
     "weight_decay_variables",
 ]
 
@@ -60,6 +61,13 @@ def weight_decay_variables(model: keras.Model) -> list:
                       for v in layer.weights}
     return [v for v in model.trainable_variables
             if id(v) not in batch_norm_ids and v.name in _DECAYED_VARIABLE_NAMES]
+
+
+def l2_penalty(variables, weight_decay: float) -> tf.Tensor:
+    """``weight_decay * sum(w^2) / 2`` over ``variables`` (float32): the term that
+    `apply_l2_weight_decay` adds through Keras regularizers, for models with their own
+    train_step (the search's supernet)."""
+    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
 
 
 def apply_l2_weight_decay(model: keras.Model, weight_decay: float) -> int:

@@ -19,7 +19,7 @@ import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 
-from autonl_tf import cost as profiler
+from autonl_tf import cost
 from autonl_tf.arch import BlockSpec
 from autonl_tf.errors import UserError
 from autonl_tf.search.indicators import nested_weights
@@ -94,9 +94,9 @@ class SearchCost:
         self.block_shapes = [(c.in_size, c.in_channels, c.out_channels) for c in largest.blocks]
         self.tables = {b.index: self._tables(b) for b in space.searchable_blocks}
 
-    def _profile(self, decisions: Sequence[BlockDecision]) -> profiler.ModelCost:
+    def _profile(self, decisions: Sequence[BlockDecision]) -> cost.ModelCost:
         spec = self.space.child_spec(decisions)
-        return profiler.model_cost(spec.blocks, self.image_size, self.num_classes,
+        return cost.model_cost(spec.blocks, self.image_size, self.num_classes,
                                    self.width_multiplier, spec.stem_filters, spec.head_filters,
                                    self.depth_divisor)
 
@@ -106,7 +106,7 @@ class SearchCost:
         for kernel in block.kernel_sizes:
             row_macs, row_params = [], []
             for expand in block.expand_ratios:
-                parts = [profiler.block_cost(
+                parts = [cost.block_cost(
                     BlockSpec(1, (kernel,), (block.stride, block.stride), expand,
                               block.input_filters, block.output_filters, se),
                     size, c_in, c_out, block.index) for se in block.se_ratios]
@@ -114,12 +114,12 @@ class SearchCost:
                 row_params.append(tuple(p.params for p in parts))
             macs.append(tuple(row_macs))
             params.append(tuple(row_params))
-        out_size = profiler.same_output_size(size, block.stride)
+        out_size = cost.same_output_size(size, block.stride)
         nl_macs = tuple(
-            tuple(profiler.lightnl_macs(out_size, out_size, c_out, ratio, stride)
+            tuple(cost.lightnl_macs(out_size, out_size, c_out, ratio, stride)
                   for stride in block.lightnl_strides)
             for ratio in block.lightnl_ratios)
-        return _BlockTables(tuple(macs), tuple(params), nl_macs, profiler.lightnl_params(c_out))
+        return _BlockTables(tuple(macs), tuple(params), nl_macs, cost.lightnl_params(c_out))
 
     # -- the multilinear cost ------------------------------------------------------------------
     def _block_expected(self, block: SearchBlock, gates: BlockGates, params: bool):
@@ -175,7 +175,7 @@ class SearchCost:
     def params(self, decisions: Sequence[BlockDecision]) -> int:
         return int(self.expected_params(self.gates(decisions)))
 
-    def profile(self, decisions: Sequence[BlockDecision]) -> profiler.ModelCost:
+    def profile(self, decisions: Sequence[BlockDecision]) -> cost.ModelCost:
         """The profiler's own per-block account of the child (`autonl_tf.cost.model_cost`)."""
         return self._profile(decisions)
 
