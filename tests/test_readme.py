@@ -280,7 +280,7 @@ def _check_compare_nl(work, output):
 
 
 def _check_profile_json(work, output):
-    profile = json.loads(output[output.index("{"):])
+    profile = json.loads(re.search(r"^\{.*\}$", output, re.M).group(0))
     row = re.search(r"^\| AutoNL-S \| ([\d.]+)M \| 267M \| ([\d.]+)M \|", _readme_text(), re.M)
     assert row, "the README's model table lost its AutoNL-S row"
     assert f"{profile['macs'] / 1e6:.2f}" == row.group(1)
