@@ -70,9 +70,10 @@ TRAIN_PHOTOS = ("python train_main.py --config=demo --data_dir=records --model_d
 EXPORT = "python -m autonl_tf.export --model_dir=/ckpt/autonl_s --export_dir=/export/autonl_s"
 WRITE_NPY = ("python -c 'import numpy as np; np.save(\"cat.npy\", "
              "np.array([open(\"cat.jpg\", \"rb\").read()]))'")
-# The small trained model every eval/export command reads: /ckpt/autonl_s is a symlink to the
+# The small trained model every eval/export command reads: /ckpt/autonl_s becomes the
 # runs/photos that the README's own-folder commands train (4 steps instead of 600).
 TRAINED = (BUILD_TRAIN, BUILD_VAL, TRAIN_PHOTOS)
+ON_TRAINED = (("/ckpt/autonl_s", "runs/photos"),)
 NO_TPU = "--tpu=local: no TPU on this machine"
 NO_DATA = "does not exist: no file matches"
 
@@ -136,12 +137,14 @@ COMMANDS: dict[str, Exercise] = {
         "data dir, after TF_CONFIG and the flags parsed",
         subs=(('"host0:12345", "host1:12345"', '"localhost:12345"'),), expect=NO_DATA),
     "python eval_main.py --model_dir=/ckpt/autonl_s": Exercise(
-        RUN, "on the small trained model", needs=TRAINED, expect="EMA weights"),
+        RUN, "on the small trained model: the same run as the eval of runs/photos above",
+        subs=ON_TRAINED, needs=TRAINED, expect="EMA weights"),
     "python eval_main.py --model_dir=/ckpt/autonl_s --continuous --eval_timeout=3600": Exercise(
-        RUN, "as written: the model is at its final step, so the evaluator ends at once",
-        needs=TRAINED, expect="final training step"),
+        RUN, "on the small trained model; it is at its final step, so the evaluator ends at once",
+        subs=ON_TRAINED, needs=TRAINED, expect="final training step"),
     "python eval_main.py --model_dir=/ckpt/autonl_s --use_ema=false --export_dir=/export/autonl_s":
-    Exercise(RUN, "on the small trained model", needs=TRAINED, expect="raw weights"),
+    Exercise(RUN, "on the small trained model", subs=ON_TRAINED, needs=TRAINED,
+             expect="raw weights"),
     "python search_main.py --config=search --target_flops=350e6 --tpu=local "
     "--data_dir=gs://BUCKET/imagenet --model_dir=gs://BUCKET/search_350m": Exercise(
         REFUSED, "no TPU here: refused as documented", expect=NO_TPU),
@@ -156,8 +159,8 @@ COMMANDS: dict[str, Exercise] = {
         subs=((DEMO_SEARCH, DEMO_SEARCH + " --train_steps=8 --config.eval.every_steps=4 "
                "--config.eval.steps=1 --config.search.bn_recalibration_steps=1"),),
         expect="supernet held-out top-1"),
-    EXPORT: Exercise(RUN, "on the small trained model, default modes", needs=TRAINED,
-                     expect="model_float32.tflite"),
+    EXPORT: Exercise(RUN, "on the small trained model, default modes", subs=ON_TRAINED,
+                     needs=TRAINED, expect="model_float32.tflite"),
     WRITE_NPY: Exercise(RUN, "cat.jpg is one of the stand-in photos"),
     "saved_model_cli run --dir /export/autonl_s --tag_set serve --signature_def serving_default "
     "--inputs image_bytes=cat.npy": Exercise(
@@ -231,8 +234,6 @@ def work(tmp_path_factory) -> pathlib.Path:
     shutil.copy(root / "photos/val/red/0.jpg", root / "cat.jpg")
     (root / "runs/demo").mkdir(parents=True)
     (root / "runs/demo/search").symlink_to(root / "tmp/search_demo")
-    (root / "ckpt").mkdir()
-    (root / "ckpt/autonl_s").symlink_to(root / "runs/photos")
     return root
 
 
@@ -246,26 +247,26 @@ def _env() -> dict[str, str]:
     return env
 
 
-_RESULTS: dict[tuple[pathlib.Path, str], tuple[str, subprocess.CompletedProcess]] = {}
+# (scratch directory, shell command) -> its run: two README commands that become the same
+# shell command (the two evaluations of the small model) run once.
+_RESULTS: dict[tuple[pathlib.Path, str], subprocess.CompletedProcess] = {}
 
 
 def run_readme(command: str, work: pathlib.Path) -> tuple[str, subprocess.CompletedProcess]:
     """Runs a README command (once per scratch directory) after the commands it needs."""
-    key = (work, command)
-    if key not in _RESULTS:
-        exercise = COMMANDS[command]
-        for need in exercise.needs:
-            shell, proc = run_readme(need, work)
-            assert proc.returncode == 0, f"{shell} (needed) failed:\n{proc.stderr[-3000:]}"
-        shell = command
-        for old, new in exercise.subs:
-            assert old in shell, f"substitution {old!r} does not apply to {command!r}"
-            shell = shell.replace(old, new)
-        shell = localise(shell)
-        proc = subprocess.run(["bash", "-c", shell], cwd=work, env=_env(), capture_output=True,
-                              text=True, timeout=300)
-        _RESULTS[key] = (shell, proc)
-    return _RESULTS[key]
+    exercise = COMMANDS[command]
+    for need in exercise.needs:
+        shell, proc = run_readme(need, work)
+        assert proc.returncode == 0, f"{shell} (needed) failed:\n{proc.stderr[-3000:]}"
+    shell = command
+    for old, new in exercise.subs:
+        assert old in shell, f"substitution {old!r} does not apply to {command!r}"
+        shell = shell.replace(old, new)
+    shell = localise(shell)
+    if (work, shell) not in _RESULTS:
+        _RESULTS[work, shell] = subprocess.run(["bash", "-c", shell], cwd=work, env=_env(),
+                                               capture_output=True, text=True, timeout=300)
+    return shell, _RESULTS[work, shell]
 
 
 # ---------------------------------------------------------------------------------------------
