@@ -1,4 +1,4 @@
-"""Searches an AutoNL architecture under a MACs target (brief section 3), on TPU/GPU/CPU.
+"""Searches an AutoNL architecture under a MACs target (docs/search.md), on TPU/GPU/CPU.
 
     python search_main.py --config=search:demo --model_dir=/tmp/search_demo
     python search_main.py --config=search --target_flops=350e6 --tpu=my-tpu \

@@ -11,7 +11,7 @@ deterministic and tests/test_build_sync.py can check it):
     non-Python files (autonl_tf/models/arch/*.txt, ...) as data;
   * py_binary per `*_main.py` file at the repository root (search_main, train_main, eval_main);
   * py_library `test_support` (testonly): the non-test .py files under tests/
-    (conftest.py, helpers), with pyproject.toml, the *_main.py files, and the
+    (conftest.py, helpers), with README.md, pyproject.toml, the *_main.py files, and the
     non-Python files of tests/, benchmarks/ and scripts/ as data;
   * py_pytest_test per pytest file under tests/ (`test_*.py` or `*_test.py`).
 
@@ -217,9 +217,11 @@ def render(root: Path = ROOT) -> str:
             '    deps = [":autonl_tf"],\n'
             ")\n"
         )
-    data = [p for p in ("pyproject.toml",) if (root / p).is_file()] + list(tree.binaries)
+    data = ([p for p in ("README.md", "pyproject.toml") if (root / p).is_file()]
+            + list(tree.binaries))
     out.append(
         "# What every test may use besides the library: conftest.py and helper modules,\n"
+        "# README.md (tests/test_readme.py runs its commands),\n"
         "# pyproject.toml (pytest's rootdir and ini options), the *_main.py binaries\n"
         "# (tests start them as subprocesses) and the data files of tests/,\n"
         "# benchmarks/ and scripts/.\n"

@@ -1,4 +1,4 @@
-"""LightNL against a plain numpy reference of the brief's formula, and its Keras behaviour."""
+"""LightNL against a plain numpy transcription of its formula (docs/lightnl.md), and its Keras behaviour."""
 
 import keras
 import numpy as np

@@ -8,7 +8,7 @@ import tensorflow as tf
 from autonl_tf.layers import MBConvBlock
 from autonl_tf.models import build_model, build_named_model, list_models, resolve_model_spec
 
-# Published MACs / params (brief section 2 and the baseline figure for MobileNetV2).
+# Published MACs / params (the paper's tables; docs/lightnl.md lists them).
 PUBLISHED = {"autonl_s": (267e6, 4.4e6), "autonl_l": (353e6, 5.6e6), "mobilenet_v2": (300e6, 3.5e6)}
 
 

@@ -3,7 +3,7 @@
 An indicator is ``1[score > threshold]``: the forward pass uses this exact 0/1 step (so the
 supernet computes exactly what the decoded child computes), the backward pass uses the gradient
 of ``sigmoid((score - threshold) / temperature)`` (Single-Path NAS). Scores are dimensionless
-(about 1 at initialisation, see `autonl_tf.search.supernet`), thresholds start at 0: every
+(about 1 at initialisation, see the ``scores`` of `autonl_tf.search.layers`), thresholds start at 0: every
 indicator starts on, i.e. the search starts from the largest child.
 """
 

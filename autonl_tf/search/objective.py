@@ -76,7 +76,7 @@ class SearchObjective:
             return tf.square(log_ratio)
         return tf.nn.relu(log_ratio)
 
-    def indicator_cost_term(self, gates: list[tf.Tensor], macs_fn) -> tf.Tensor:
+    def indicator_cost_term(self, gates: list[tf.Tensor], macs_fn) -> tuple[tf.Tensor, tf.Tensor]:
         """The cost term of ``macs_fn(gates)``, differentiated per indicator by its flip.
 
         The expected MACs are multilinear in the 0/1 indicators, so ``d = dMACs/dg_j`` is exactly

@@ -91,16 +91,16 @@ class ThroughputMeter:
         return max(0, self.total_steps - step) / self.steps_per_second
 
 
-# TensorBoard's scalar-plugin metadata, built here because `tf.summary.scalar` needs the
-# `tensorboard` package (not a dependency of TF 2.21 nor of this project); the event files are
-# the same as tf.summary.scalar writes.
+# TensorBoard's scalar-plugin metadata, built here so that writing scalars does not import the
+# `tensorboard` package (pinned in pyproject.toml for viewing the curves, but TensorFlow 2.21 does
+# not require it); the event files are the same as tf.summary.scalar writes.
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
     data_class=summary_pb2.DATA_CLASS_SCALAR)
 
 
 def scalar_summary(name: str, value, step: int | None = None) -> None:
-    """`tf.summary.scalar` without the tensorboard package; use under ``writer.as_default()``."""
+    """`tf.summary.scalar` without importing tensorboard; use under ``writer.as_default()``."""
     tf.summary.write(name, tf.cast(value, tf.float32), step=step, metadata=_SCALAR_METADATA)
 
 
