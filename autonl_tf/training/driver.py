@@ -307,212 +307,265 @@ def fit(
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
     from autonl_tf.data import diagnose
 
+    settings = _Settings(
+        total_steps=total_steps, steps_per_loop=max(1, steps_per_loop),
+        checkpoint_every=max(0, checkpoint_every_steps), log_every=max(0, log_every_steps),
+        eval_every=max(0, eval_every_steps or checkpoint_every_steps),
+        eval_steps=eval_steps, eval_use_ema=eval_use_ema,
+        global_batch_size=global_batch_size, max_checkpoints_to_keep=max_checkpoints_to_keep,
+        checkpoint_input_pipeline=checkpoint_input_pipeline, handle_sigterm=handle_sigterm,
+        input_signature=input_signature)
     chief = strategy_lib.is_chief(strategy)
     with contextlib.ExitStack() as stack:
         stack.enter_context(diagnose.explain_input_errors())
         lock_held = chief and stack.enter_context(checkpoints_lib.hold_model_dir(model_dir))
         checkpoints_lib.remove_abandoned_temp_dirs(model_dir, lock_held)
         mark = diagnose.registration_mark()
-        result = _fit(model, train_dataset_fn, strategy=strategy, model_dir=model_dir,
-                    total_steps=total_steps, steps_per_loop=steps_per_loop,
-                    checkpoint_every_steps=checkpoint_every_steps,
-                    eval_dataset_fn=eval_dataset_fn, eval_steps=eval_steps,
-                    eval_every_steps=eval_every_steps, extra_callbacks=extra_callbacks,
-                    extra_checkpoint_items=extra_checkpoint_items,
-                    log_every_steps=log_every_steps, summary_fn=summary_fn,
-                    global_batch_size=global_batch_size, eval_fn=eval_fn,
-                    eval_use_ema=eval_use_ema, max_checkpoints_to_keep=max_checkpoints_to_keep,
-                    checkpoint_input_pipeline=checkpoint_input_pipeline,
-                    handle_sigterm=handle_sigterm, input_signature=input_signature)
+        run = _TrainingRun(model, train_dataset_fn, strategy, model_dir, settings,
+                           eval_dataset_fn=eval_dataset_fn, eval_fn=eval_fn,
+                           callbacks=list(extra_callbacks), summary_fn=summary_fn,
+                           extra_checkpoint_items=dict(extra_checkpoint_items or {}))
+        result = run.train()
         # data.skip_corrupt: how many damaged records the pipelines built here skipped.
         result["skipped_records"] = diagnose.report_skipped_records(
             mark, os.path.join(model_dir, "train") if chief else None, result["step"])
         return result
 
 
-def _fit(model, train_dataset_fn, *, strategy, model_dir, total_steps, steps_per_loop,
-         checkpoint_every_steps, eval_dataset_fn, eval_steps, eval_every_steps, extra_callbacks,
-         extra_checkpoint_items, log_every_steps, summary_fn, global_batch_size, eval_fn,
-         eval_use_ema, max_checkpoints_to_keep, checkpoint_input_pipeline, handle_sigterm,
-         input_signature) -> dict:
-    """`fit` once the model dir is held (see there)."""
-    start_time = time.time()
-    chief = strategy_lib.is_chief(strategy)
-    workers = strategy_lib.num_workers(strategy)
-    evaluating = eval_dataset_fn is not None or eval_fn is not None
-    eval_every = (eval_every_steps or checkpoint_every_steps) if evaluating else 0
-    schedule = _Schedule(total_steps, max(1, steps_per_loop), max(0, log_every_steps),
-                         max(0, checkpoint_every_steps), max(0, eval_every))
-    tf.io.gfile.makedirs(model_dir)
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """`fit`'s schedule, checkpoint and evaluation arguments (see there)."""
 
-    train_dataset_fn = _repeating(train_dataset_fn)
-    train_dataset = strategy.distribute_datasets_from_function(train_dataset_fn)
-    iterator = iter(train_dataset)
-    _build_model_state(model, strategy, train_dataset)
+    total_steps: int
+    steps_per_loop: int
+    checkpoint_every: int
+    log_every: int
+    eval_every: int  # used only when there is an evaluator
+    eval_steps: int | None
+    eval_use_ema: bool
+    global_batch_size: int | None
+    max_checkpoints_to_keep: int
+    checkpoint_input_pipeline: bool
+    handle_sigterm: bool
+    input_signature: str
 
-    # -- checkpoint: everything needed for an exact resume.
-    global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    items: dict[str, Any] = {"model": model, "model_variables": list(model.variables),
-                             "global_step": global_step}
-    if getattr(model, "optimizer", None) is not None:
-        items["optimizer"] = model.optimizer
-    for name, item in (extra_checkpoint_items or {}).items():
-        if name in items:
-            raise ValueError(f"extra_checkpoint_items key {name!r} is reserved")
-        if isinstance(item, keras.optimizers.Optimizer) and not item.built:
-            raise ValueError(f"extra_checkpoint_items[{name!r}]: build the optimizer "
-                             "(optimizer.build(variables)) before fit so its slots restore")
-        items[name] = item
-    latest = tf.train.latest_checkpoint(model_dir)
-    save_items = dict(items)
-    restore_items = dict(items)
-    if (checkpoint_input_pipeline and workers == 1 and _is_checkpointable(iterator)
-            and not strategy_lib.is_tpu_strategy(strategy)):
-        # The iterator state depends on the per-replica batching: keyed by the replica count, so
-        # a run resumed under another strategy restarts the input instead of failing.
-        # The same for the input definition: a changed data config restarts the input.
-        iterator_key = f"train_iterator_{strategy.num_replicas_in_sync}_replicas"
-        if input_signature:
-            iterator_key += f"_{input_signature}"
-        save_items[iterator_key] = iterator
-        saved_keys = checkpoints_lib.checkpoint_keys(latest) if latest else set()
-        if iterator_key in saved_keys:
-            restore_items[iterator_key] = iterator
-        elif any(key.startswith("train_iterator_") for key in saved_keys):
-            logging.warning("The input pipeline changed since checkpoint %s (data config, batch "
-                            "size or replicas): its input position does not apply, the input "
-                            "starts from the beginning", latest)
-        elif latest:
-            logging.info("The checkpoint has no input position for %d replica(s): the input "
-                         "pipeline starts from the beginning", strategy.num_replicas_in_sync)
-    checkpoint = tf.train.Checkpoint(**save_items)
-    # Non-chief workers must take part in saving (collectives) but write to a scratch dir.
-    save_dir = model_dir if chief else tempfile.mkdtemp(prefix="autonl_worker_ckpt_")
-    manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=max_checkpoints_to_keep,
-                                         checkpoint_name="ckpt")
 
-    resumed_from = None
-    if latest:
-        checkpoints_lib.restore_checkpoint(tf.train.Checkpoint(**restore_items), latest,
-                                           "model/optimizer")
-        resumed_from = latest
-        logging.info("Resumed from checkpoint %s at step %d", latest, int(global_step.numpy()))
-    step = initial_step = int(global_step.numpy())
-    last_checkpoint = latest
+class _TrainingRun:
+    """One call of `fit` once the model dir is held: set-up, restore, the host loop."""
 
-    writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief
-              else tf.summary.create_noop_writer())
-    callbacks = keras.callbacks.CallbackList(list(extra_callbacks), model=model)
-    for callback in extra_callbacks:
-        if isinstance(callback, CheckpointCallback):
-            callback.is_chief = chief
-    meter = progress.ThroughputMeter(total_steps, global_batch_size)
-    train_loop = _make_train_loop(model, strategy)
-    evaluate = eval_fn or (_default_evaluator(model, strategy, eval_dataset_fn, eval_steps)
-                           if eval_dataset_fn else None)
+    def __init__(self, model, train_dataset_fn, strategy, model_dir, settings: _Settings, *,
+                 eval_dataset_fn, eval_fn, callbacks, summary_fn, extra_checkpoint_items):
+        self.start_time = time.time()
+        self.model, self.strategy, self.model_dir = model, strategy, model_dir
+        self.settings = settings
+        self.chief = strategy_lib.is_chief(strategy)
+        self.workers = strategy_lib.num_workers(strategy)
+        self.evaluate = eval_fn or (_default_evaluator(model, strategy, eval_dataset_fn,
+                                                       settings.eval_steps)
+                                    if eval_dataset_fn else None)
+        self.schedule = _Schedule(settings.total_steps, settings.steps_per_loop,
+                                  settings.log_every, settings.checkpoint_every,
+                                  settings.eval_every if self.evaluate else 0)
+        self.callbacks = callbacks
+        self.summary_fn = summary_fn
+        tf.io.gfile.makedirs(model_dir)
+        train_dataset = strategy.distribute_datasets_from_function(_repeating(train_dataset_fn))
+        self.iterator = iter(train_dataset)
+        _build_model_state(model, strategy, train_dataset)
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.last_checkpoint = self.resumed_from = tf.train.latest_checkpoint(model_dir)
+        self._set_up_checkpoint(extra_checkpoint_items)
+        self.step = self.initial_step = int(self.global_step.numpy())
+        self.logs: dict[str, float] = {}
+        self.eval_metrics: dict | None = None
+        self.ema_variables = checkpoints_lib.moving_average_variables(model)
+        self.meter = progress.ThroughputMeter(settings.total_steps, settings.global_batch_size)
+        self.train_loop = _make_train_loop(model, strategy)
 
-    logs: dict[str, float] = {}
-    eval_metrics: dict | None = None
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _checkpoint_items(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """Everything an exact resume needs: model, optimizer(s), step."""
+        items: dict[str, Any] = {"model": self.model, "model_variables": list(self.model.variables),
+                                 "global_step": self.global_step}
+        if getattr(self.model, "optimizer", None) is not None:
+            items["optimizer"] = self.model.optimizer
+        for name, item in extra.items():
+            if name in items:
+                raise ValueError(f"extra_checkpoint_items key {name!r} is reserved")
+            if isinstance(item, keras.optimizers.Optimizer) and not item.built:
+                raise ValueError(f"extra_checkpoint_items[{name!r}]: build the optimizer "
+                                 "(optimizer.build(variables)) before fit so its slots restore")
+            items[name] = item
+        return items
 
-    ema_variables = checkpoints_lib.moving_average_variables(model)
+    def _input_position_key(self) -> str | None:
+        """The checkpoint key of the input iterator, when its position can be saved.
 
-    def save(reason: str) -> str | None:
-        nonlocal last_checkpoint
-        for what, variables in (("weights", model.trainable_variables),
-                                ("EMA weights (what eval and export use)", ema_variables)):
+        Keyed by the replica count and the input's definition: a run resumed under another
+        strategy or with another data config restarts the input instead of failing.
+        """
+        settings, strategy = self.settings, self.strategy
+        if not (settings.checkpoint_input_pipeline and self.workers == 1
+                and _is_checkpointable(self.iterator)
+                and not strategy_lib.is_tpu_strategy(strategy)):
+            return None
+        key = f"train_iterator_{strategy.num_replicas_in_sync}_replicas"
+        return f"{key}_{settings.input_signature}" if settings.input_signature else key
+
+    def _set_up_checkpoint(self, extra: Mapping[str, Any]) -> None:
+        """Creates the checkpoint and its manager, and restores the latest checkpoint."""
+        items = self._checkpoint_items(extra)
+        save_items, restore_items = dict(items), dict(items)
+        latest = self.last_checkpoint
+        iterator_key = self._input_position_key()
+        if iterator_key:
+            save_items[iterator_key] = self.iterator
+            saved_keys = checkpoints_lib.checkpoint_keys(latest) if latest else set()
+            if iterator_key in saved_keys:
+                restore_items[iterator_key] = self.iterator
+            elif any(key.startswith("train_iterator_") for key in saved_keys):
+                logging.warning("The input pipeline changed since checkpoint %s (data config, "
+                                "batch size or replicas): its input position does not apply, "
+                                "the input starts from the beginning", latest)
+            elif latest:
+                logging.info("The checkpoint has no input position for %d replica(s): the "
+                             "input pipeline starts from the beginning",
+                             self.strategy.num_replicas_in_sync)
+        self.checkpoint = tf.train.Checkpoint(**save_items)
+        # Non-chief workers must take part in saving (collectives) but write to a scratch dir.
+        self.save_dir = (self.model_dir if self.chief
+                         else tempfile.mkdtemp(prefix="autonl_worker_ckpt_"))
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self.save_dir, max_to_keep=self.settings.max_checkpoints_to_keep,
+            checkpoint_name="ckpt")
+        if latest:
+            checkpoints_lib.restore_checkpoint(tf.train.Checkpoint(**restore_items), latest,
+                                               "model/optimizer")
+            logging.info("Resumed from checkpoint %s at step %d", latest,
+                         int(self.global_step.numpy()))
+
+    def save(self, reason: str) -> str:
+        """Checkpoints the current step, after checking every weight is finite."""
+        for what, variables in (("weights", self.model.trainable_variables),
+                                ("EMA weights (what eval and export use)", self.ema_variables)):
             if variables and not bool(_all_finite(variables)):
                 raise TrainingDivergedError(
-                    f"{what} are NaN/Inf at step {step}; not saving. Last good checkpoint: "
-                    f"{last_checkpoint or 'none'}. Lower the learning rate or check the data.",
-                    step, last_checkpoint)
-        path = manager.save(checkpoint_number=step)
-        if chief:
-            last_checkpoint = path
+                    f"{what} are NaN/Inf at step {self.step}; not saving. Last good "
+                    f"checkpoint: {self.last_checkpoint or 'none'}. Lower the learning rate or "
+                    "check the data.", self.step, self.last_checkpoint)
+        path = self.manager.save(checkpoint_number=self.step)
+        if self.chief:
+            self.last_checkpoint = path
             logging.info("Saved checkpoint %s (%s)", path, reason)
-        for callback in extra_callbacks:
+        for callback in self.callbacks:
             if hasattr(callback, "on_checkpoint"):
-                callback.on_checkpoint(step, path, dict(logs))
-        if not chief:  # the scratch copy has served its purpose (collective save)
-            shutil.rmtree(save_dir, ignore_errors=True)
+                callback.on_checkpoint(self.step, path, dict(self.logs))
+        if not self.chief:  # the scratch copy has served its purpose (collective save)
+            shutil.rmtree(self.save_dir, ignore_errors=True)
         return path
 
-    if step >= total_steps:
-        logging.info("Already at step %d >= total_steps %d: nothing to train", step, total_steps)
-    callbacks.on_train_begin()
-    model.reset_metrics()
-    with contextlib.ExitStack() as cleanup:
-        cleanup.callback(writer.close)
-        if not chief:
-            cleanup.callback(shutil.rmtree, save_dir, ignore_errors=True)
-        sigterm = cleanup.enter_context(_SigtermWatcher(handle_sigterm and workers == 1))
-        first_chunk = True
-        while step < total_steps:
-            count = schedule.next_chunk(step)
-            raw_logs = train_loop(iterator, tf.constant(count, tf.int32))
-            logs = _to_floats(raw_logs)  # waits for the chunk to finish
-            step += count
-            global_step.assign(step)
-            if first_chunk:  # tracing/compilation is not throughput
-                meter.start(step)
-                first_chunk = False
+    # -- the loop ------------------------------------------------------------------------------
+    def train(self) -> dict:
+        """Runs chunks until the last step; returns `fit`'s result (without skipped_records)."""
+        total_steps = self.settings.total_steps
+        if self.step >= total_steps:
+            logging.info("Already at step %d >= total_steps %d: nothing to train", self.step,
+                         total_steps)
+        callback_list = keras.callbacks.CallbackList(self.callbacks, model=self.model)
+        for callback in self.callbacks:
+            if isinstance(callback, CheckpointCallback):
+                callback.is_chief = self.chief
+        callback_list.on_train_begin()
+        self.model.reset_metrics()
+        writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
+                  if self.chief else tf.summary.create_noop_writer())
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(writer.close)
+            if not self.chief:
+                cleanup.callback(shutil.rmtree, self.save_dir, ignore_errors=True)
+            sigterm = cleanup.enter_context(
+                _SigtermWatcher(self.settings.handle_sigterm and self.workers == 1))
+            while self.step < total_steps:
+                self._run_chunk(callback_list)
+                if self.schedule.due(self.step, self.schedule.log_every):
+                    self._log(writer)
+                self._checkpoint_and_evaluate(callback_list, sigterm)
+            callback_list.on_train_end(self.logs)
+        return self._result()
 
-            checked = {"loss": logs["loss"]} if "loss" in logs else logs
-            bad = {k: v for k, v in checked.items() if not math.isfinite(v)}
-            if bad:
-                raise TrainingDivergedError(
-                    f"loss is {'/'.join(f'{v}' for v in bad.values())} at step {step} (chunk "
-                    f"{step - count + 1}-{step}); stopped without saving. Last good checkpoint: "
-                    f"{last_checkpoint or 'none'}. Lower the learning rate or check the data.",
-                    step, last_checkpoint)
-            callbacks.on_train_batch_end(step, logs)
+    def _run_chunk(self, callback_list) -> None:
+        """Trains up to the next boundary; refuses a non-finite loss before anything is saved."""
+        count = self.schedule.next_chunk(self.step)
+        self.logs = _to_floats(self.train_loop(self.iterator, tf.constant(count, tf.int32)))
+        first_chunk = self.step == self.initial_step
+        self.step += count
+        self.global_step.assign(self.step)
+        if first_chunk:  # tracing/compilation is not throughput
+            self.meter.start(self.step)
+        checked = {"loss": self.logs["loss"]} if "loss" in self.logs else self.logs
+        bad = [value for value in checked.values() if not math.isfinite(value)]
+        if bad:
+            raise TrainingDivergedError(
+                f"loss is {'/'.join(f'{v}' for v in bad)} at step {self.step} (chunk "
+                f"{self.step - count + 1}-{self.step}); stopped without saving. Last good "
+                f"checkpoint: {self.last_checkpoint or 'none'}. Lower the learning rate or "
+                "check the data.", self.step, self.last_checkpoint)
+        callback_list.on_train_batch_end(self.step, self.logs)
 
-            if schedule.due(step, schedule.log_every):
-                meter.update(step)
-                scalars = dict(logs)
-                learning_rate = _current_learning_rate(model)
-                if learning_rate is not None:
-                    scalars["learning_rate"] = learning_rate
-                with writer.as_default(step=step):
-                    extra = summary_fn(step, logs) if summary_fn else None
-                scalars.update(_to_floats(extra or {}))
-                if meter.images_per_second is not None:
-                    scalars["images_per_second"] = meter.images_per_second
-                if meter.steps_per_second is not None:
-                    scalars["steps_per_second"] = meter.steps_per_second
-                progress.write_scalars(writer, step, scalars)
-                logging.info("step %d/%d (%.1f%%) | %s | ETA %s", step, total_steps,
-                             100.0 * step / total_steps, progress.format_logs(scalars),
-                             progress.format_duration(meter.eta_seconds(step)))
-                model.reset_metrics()
+    def _log(self, writer) -> None:
+        """Console line + TensorBoard scalars (and the caller's summary_fn)."""
+        step, meter = self.step, self.meter
+        meter.update(step)
+        scalars = dict(self.logs)
+        learning_rate = _current_learning_rate(self.model)
+        if learning_rate is not None:
+            scalars["learning_rate"] = learning_rate
+        with writer.as_default(step=step):
+            extra = self.summary_fn(step, self.logs) if self.summary_fn else None
+        scalars.update(_to_floats(extra or {}))
+        if meter.images_per_second is not None:
+            scalars["images_per_second"] = meter.images_per_second
+        if meter.steps_per_second is not None:
+            scalars["steps_per_second"] = meter.steps_per_second
+        progress.write_scalars(writer, step, scalars)
+        total = self.settings.total_steps
+        logging.info("step %d/%d (%.1f%%) | %s | ETA %s", step, total, 100.0 * step / total,
+                     progress.format_logs(scalars),
+                     progress.format_duration(meter.eta_seconds(step)))
+        self.model.reset_metrics()
 
-            if schedule.due(step, schedule.checkpoint_every):
-                save(f"step {step}")
-            elif sigterm.requested:
-                path = save("SIGTERM")
-                raise TrainingInterruptedError(
-                    f"interrupted by SIGTERM at step {step}; checkpoint {path} saved, rerun the "
-                    "same command to resume", step, path)
+    def _checkpoint_and_evaluate(self, callback_list, sigterm: _SigtermWatcher) -> None:
+        """The checkpoint and evaluation due at this step; a SIGTERM saves and stops."""
+        step, schedule = self.step, self.schedule
+        if schedule.due(step, schedule.checkpoint_every):
+            self.save(f"step {step}")
+        elif sigterm.requested:
+            path = self.save("SIGTERM")
+            raise TrainingInterruptedError(
+                f"interrupted by SIGTERM at step {step}; checkpoint {path} saved, rerun the "
+                "same command to resume", step, path)
+        if self.evaluate and schedule.due(step, schedule.eval_every):
+            callback_list.on_test_begin()
+            self.eval_metrics = _run_eval(self.evaluate, self.model, self.settings.eval_use_ema,
+                                          step, self.chief, self.model_dir)
+            callback_list.on_test_end(dict(self.eval_metrics))
+        if sigterm.requested:
+            raise TrainingInterruptedError(
+                f"interrupted by SIGTERM at step {step}; checkpoint {self.last_checkpoint} "
+                "saved, rerun the same command to resume", step, self.last_checkpoint)
 
-            if evaluate and schedule.due(step, schedule.eval_every):
-                callbacks.on_test_begin()
-                eval_metrics = _run_eval(evaluate, model, eval_use_ema, step, chief, model_dir)
-                callbacks.on_test_end(dict(eval_metrics))
-            if sigterm.requested:
-                raise TrainingInterruptedError(
-                    f"interrupted by SIGTERM at step {step}; checkpoint {last_checkpoint} saved, "
-                    "rerun the same command to resume", step, last_checkpoint)
-
-        callbacks.on_train_end(logs)
-    return {
-        "step": step,
-        "initial_step": initial_step,
-        "resumed_from": resumed_from,
-        "train_logs": logs,
-        "eval": eval_metrics,
-        "checkpoint": last_checkpoint if chief else tf.train.latest_checkpoint(model_dir),
-        "images_per_second": meter.average_images_per_second(step),
-        "seconds": time.time() - start_time,
-    }
+    def _result(self) -> dict:
+        return {
+            "step": self.step,
+            "initial_step": self.initial_step,
+            "resumed_from": self.resumed_from,
+            "train_logs": self.logs,
+            "eval": self.eval_metrics,
+            "checkpoint": (self.last_checkpoint if self.chief
+                           else tf.train.latest_checkpoint(self.model_dir)),
+            "images_per_second": self.meter.average_images_per_second(self.step),
+            "seconds": time.time() - self.start_time,
+        }
 
 
 def _default_evaluator(model, strategy, eval_dataset_fn, eval_steps) -> Callable:
@@ -537,9 +590,8 @@ def _run_eval(evaluate, model, use_ema, step, chief, model_dir) -> dict:
                  progress.format_logs({k: v for k, v in metrics.items()
                                        if isinstance(v, int | float) and not isinstance(v, bool)}))
     if chief:
-        writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
-        progress.write_scalars(writer, step, {k: v for k, v in metrics.items()
-                                              if isinstance(v, float)})
-        writer.close()
+        from autonl_tf.training import evaluation
+
+        evaluation.write_eval_summaries(model_dir, step, metrics)
     metrics["step"] = step
     return metrics

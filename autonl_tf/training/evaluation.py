@@ -27,6 +27,7 @@ __all__ = [
     "evaluate_classifier",
     "make_classifier_evaluator",
     "read_eval_results",
+    "write_eval_summaries",
 ]
 
 
@@ -221,7 +222,7 @@ def evaluate_checkpoints(
                          describe(metrics))
             if write_results:
                 append_eval_result(model_dir, record)
-                _write_eval_summaries(model_dir, record)
+                write_eval_summaries(model_dir, record["step"], record)
             records.append(record)
         if continuous and stop_at_step is not None and step >= stop_at_step:
             logging.info("reached the final training step %d; evaluator done", step)
@@ -239,10 +240,12 @@ def describe(metrics: Mapping) -> str:
     return text
 
 
-def _write_eval_summaries(model_dir: str, record: Mapping) -> None:
+def write_eval_summaries(model_dir: str, step: int, metrics: Mapping) -> None:
+    """The evaluation's numbers as TensorBoard scalars under ``<model_dir>/eval`` (every
+    evaluation writes them here: eval_main.py, train_and_eval and the search's held-out check)."""
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
-    progress.write_scalars(writer, int(record["step"]),
-                           {name: record[name] for name in ("top1", "top5", "loss",
-                                                            "num_nonfinite")
-                            if isinstance(record.get(name), int | float)})
+    progress.write_scalars(writer, int(step), {
+        name: value for name, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        and name not in ("step", "num_images")})
     writer.close()

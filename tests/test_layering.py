@@ -1,0 +1,101 @@
+"""The package's layering, checked from the source: no module imports a layer above its own.
+
+    foundation (errors, files, arch, cost, data)  ->  layers  ->  models  ->  training
+      ->  search, export  ->  commands (pipeline, profile)
+
+Imports inside functions count too (they are still dependencies), and no two packages may
+import each other, directly or through others.
+"""
+
+import ast
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).absolute().parent.parent / "autonl_tf"
+
+# Top-level module or subpackage of autonl_tf -> its layer (higher may import lower or equal).
+LAYERS = {
+    "_startup": 0, "errors": 0, "files": 0, "arch": 0, "cost": 0, "data": 0,
+    "layers": 1,
+    "models": 2, "graph_profile": 2,
+    "training": 3,
+    "search": 4, "export": 4,
+    "pipeline": 5, "profile": 5, "__init__": 5,
+}
+
+
+def _unit(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "autonl_tf" and len(parts) > 1 else None
+
+
+def _imports(path: pathlib.Path, root: pathlib.Path) -> set[str]:
+    """Every autonl_tf module ``path`` imports (absolute or relative, at any depth)."""
+    package = ["autonl_tf", *path.relative_to(root).parent.parts]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.startswith("autonl_tf")}
+
+
+def _edges(root: pathlib.Path = PACKAGE) -> dict[tuple[str, str], list[str]]:
+    """(importing unit, imported unit) -> the files where it happens."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        source = relative.parts[0].removesuffix(".py")
+        for module in _imports(path, root):
+            target = _unit(module)
+            if target and target != source and target in LAYERS:
+                edges.setdefault((source, target), []).append(str(relative))
+    return edges
+
+
+def test_every_unit_has_a_layer():
+    units = {p.name.removesuffix(".py") for p in PACKAGE.iterdir()
+             if (p.suffix == ".py" or (p / "__init__.py").exists())}
+    assert units - {"__main__"} <= set(LAYERS), f"give these a layer: {units - set(LAYERS)}"
+
+
+def _upward(edges) -> list[str]:
+    return [f"{source} (layer {LAYERS[source]}) imports {target} (layer {LAYERS[target]}) "
+            f"in {', '.join(sorted(set(where)))}"
+            for (source, target), where in edges.items() if LAYERS[target] > LAYERS[source]]
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = _upward(_edges())
+    assert not upward, "\n".join(upward)
+
+
+def test_no_two_packages_depend_on_each_other():
+    graph: dict[str, set[str]] = {}
+    for source, target in _edges():
+        graph.setdefault(source, set()).add(target)
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    cycles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if reaches(b, a, {b})})
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_check_sees_an_upward_import_inside_a_function(tmp_path):
+    """What this package once had: data -> training and training -> export, hidden in
+    functions."""
+    root = tmp_path / "autonl_tf"
+    for source, target in (("data", "training"), ("training", "export")):
+        (root / source).mkdir(parents=True)
+        (root / source / "__init__.py").write_text("")
+        (root / source / "x.py").write_text(
+            f"def f():\n    from autonl_tf.{target} import something\n")
+    upward = _upward(_edges(root))
+    assert len(upward) == 2 and "data (layer 0) imports training (layer 3)" in upward[0]
