@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from autonl_tf import cost
 
-__all__ = ["LightNL", "lightnl_aggregate", "subsample"]
+__all__ = ["LightNL", "cheaper_order", "lightnl_aggregate", "qkv_product", "subsample"]
 
 
 ORDERS = ("auto", "affinity_first", "context_first")
@@ -76,15 +76,26 @@ def _aggregate_unscaled(x: tf.Tensor, ratio: float, stride: int, order: str) -> 
     value = tf.reshape(sub, [-1, sub.shape[1] * sub.shape[2], channels])  # [B, HW', C]
     key = value[..., :rc]  # [B, HW', rC]
     if order == "auto":
-        affinity_first, context_first = cost.lightnl_orders(height, width, channels, ratio, stride)
-        order = "affinity_first" if affinity_first < context_first else "context_first"
+        order = cheaper_order(height, width, channels, ratio, stride)
+    return tf.reshape(qkv_product(query, key, value, order), [-1, height, width, channels])
+
+
+def cheaper_order(height: int, width: int, channels: int, ratio: float, stride: int) -> str:
+    """'affinity_first' or 'context_first', whichever costs fewer MACs (`cost.lightnl_orders`)."""
+    affinity_first, context_first = cost.lightnl_orders(height, width, channels, ratio, stride)
+    return "affinity_first" if affinity_first < context_first else "context_first"
+
+
+def qkv_product(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, order: str) -> tf.Tensor:
+    """``q k^T v``: query [B, N, rC], key [B, M, rC], value [B, M, C] -> [B, N, C].
+
+    'affinity_first' computes ``(q k^T) v`` through a [B, N, M] affinity, 'context_first'
+    ``q (k^T v)`` through a [B, rC, C] context; the same product, different costs. The one
+    place both the LightNL layer and the search's superkernel LightNL multiply.
+    """
     if order == "affinity_first":
-        affinity = tf.einsum("bnc,bmc->bnm", query, key)  # [B, HW, HW']
-        y = tf.einsum("bnm,bmc->bnc", affinity, value)
-    else:
-        context = tf.einsum("bmc,bmd->bcd", key, value)  # [B, rC, C]
-        y = tf.einsum("bnc,bcd->bnd", query, context)
-    return tf.reshape(y, [-1, height, width, channels])
+        return tf.einsum("bnm,bmc->bnc", tf.einsum("bnc,bmc->bnm", query, key), value)
+    return tf.einsum("bnc,bcd->bnd", query, tf.einsum("bmc,bmd->bcd", key, value))
 
 
 @keras.saving.register_keras_serializable(package="autonl_tf")

@@ -48,7 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from autonl_tf import cost
-from autonl_tf.layers.lightnl import LightNL
+from autonl_tf.layers.lightnl import LightNL, cheaper_order, qkv_product
 from autonl_tf.layers.mbconv import MBConvBlock
 from autonl_tf.search.indicators import cumulative_gates, hard_indicator, nested_weights
 
@@ -107,13 +107,8 @@ def choice_aggregate(x: tf.Tensor, ratios: Sequence[float], ratio_gates: Sequenc
                     grid.reshape(-1), x.dtype)
             value = value * position[None, :, None]
     # The supernet computes its most expensive configuration; it takes that one's cheaper order.
-    affinity_first, context_first = cost.lightnl_orders(height, width, channels, ratios[-1],
-                                                        stride)
-    if affinity_first < context_first:
-        y = tf.einsum("bnm,bmc->bnc", tf.einsum("bnc,bmc->bnm", query, key), value)
-    else:
-        y = tf.einsum("bnc,bcd->bnd", query, tf.einsum("bmc,bmd->bcd", key, value))
-    y = y * tf.cast(1.0 / (height * width), y.dtype)
+    order = cheaper_order(height, width, channels, ratios[-1], stride)
+    y = qkv_product(query, key, value, order) * tf.cast(1.0 / (height * width), x.dtype)
     return tf.reshape(y, [batch, height, width, channels])
 
 
