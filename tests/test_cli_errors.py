@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import tensorflow as tf
 
-from autonl_tf.training import cli
+from autonl_tf import _startup
 from autonl_tf.training import strategy as strategy_lib
 from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env
 
@@ -27,7 +27,7 @@ def _error_line(completed: subprocess.CompletedProcess, code: int = 2) -> str:
     assert "Traceback" not in completed.stderr, completed.stderr[-3000:]
     lines = [line for line in completed.stderr.splitlines() if ": error: " in line]
     assert len(lines) == 1, completed.stderr[-3000:]
-    if not cli._has_nvidia_driver():  # TensorFlow's CUDA-probe noise is dropped there
+    if not _startup._has_nvidia_driver():  # TensorFlow's CUDA-probe noise is dropped there
         assert "failed call to cuInit" not in completed.stderr
     return lines[0]
 
