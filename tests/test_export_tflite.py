@@ -335,3 +335,27 @@ def test_a_nearly_silent_lightnl_branch_stays_in_the_xnnpack_partition(monkeypat
     error = np.abs(tflite_logits(widened, images) - reference).max()
     assert error <= np.abs(tflite_logits(as_calibrated, images) - reference).max() + 1e-6
 
+
+def test_lightnl_block_benchmark_covers_every_lightnl_of_the_network():
+    # benchmarks/lightnl_blocks.py times each LightNL alone at the shape it has in the network:
+    # its list must be the network's LightNLs (their MACs are what the network adds with them).
+    import dataclasses
+    import importlib.util
+    import pathlib
+
+    from autonl_tf import cost
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "lightnl_blocks.py"
+    module_spec = importlib.util.spec_from_file_location("lightnl_blocks", path)
+    benchmark = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(benchmark)
+    for name, count in (("autonl_s", 7), ("autonl_l", 14)):
+        blocks = benchmark.lightnl_blocks(name, 224)
+        spec = resolve_model_spec(name)
+        plain = dataclasses.replace(spec, blocks=tuple(
+            dataclasses.replace(b, nonlocal_ratio=None, nonlocal_stride=1) for b in spec.blocks))
+        added = spec.cost(224, 1000).macs - plain.cost(224, 1000).macs
+        assert len(blocks) == count
+        assert sum(cost.lightnl_macs(size, size, channels, ratio, stride)
+                   for size, channels, ratio, stride in blocks) == added
+    assert benchmark.lightnl_blocks("autonl_l", 224)[0] == (56, 24, 0.25, 1)
