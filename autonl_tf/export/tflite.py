@@ -68,12 +68,12 @@ DEFAULT_TFLITE_MODES = ("float32", "int8")
 MODE_SELECTION = {
     "float32": "default: the exact reference (top-1 agrees with TensorFlow on every image), runs "
                "on every delegate (XNNPACK CPU, GPU)",
-    "int8": "default: 3.5x smaller and 1.9x faster than float32 on CPU for AutoNL-S/L (XNNPACK "
+    "int8": "default: 3.5x smaller and 1.8-1.9x faster than float32 on CPU for AutoNL-S/L (XNNPACK "
             "runs the whole graph), top-1 verified against TensorFlow at export",
     "float16": "not a default: half the size of float32 but no faster on CPU (weights are "
                "dequantised to float32 at load); for GPU delegates",
-    "dynamic_int8": "not a default: measured slower than float32 with XNNPACK (activations "
-                    "are quantised on the fly)",
+    "dynamic_int8": "not a default: measured slower than float32 with XNNPACK (it does not "
+                    "take the hybrid depthwise convolutions: the graph splits at each of them)",
 }
 # Ops the full-integer mode keeps in float32 (DEQUANTIZE -> op -> QUANTIZE): the products of two
 # activations in LightNL (einsum -> BATCH_MATMUL). XNNPACK runs float batch matmuls but no int8
