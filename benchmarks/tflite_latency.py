@@ -1,14 +1,14 @@
 """Batch-1 TFLite latency of AutoNL-S/L next to MobileNetV2 and EfficientNet-B0 (LiteRT, CPU).
 
     python benchmarks/tflite_latency.py                       # about 1 min on 2 cores
-    python benchmarks/tflite_latency.py --num_runs=200 --num_calibration_images=32
+    python benchmarks/tflite_latency.py --threads=1 --modes=float32,int8,dynamic_int8
 
 Every network is converted the same way in the same run (`autonl_tf.export.convert_to_tflite`:
 builtin ops only, batch 1, float32 input/output), in float32 and full-integer int8, and timed
 with the LiteRT interpreter (`ai_edge_litert`, default op resolver, so XNNPACK where it applies)
 at 1 and 2 threads. The --num_runs timed invocations of each model are taken round-robin over
-all models (5 rounds, each after 2 untimed runs) so that load from other processes affects them
-alike. Two statistics are printed: the fastest run, the least disturbed by such load (the one to
+all models (--rounds rounds, each after 2 untimed runs) so that load from other processes
+affects them alike. Two statistics are printed: the fastest run, the least disturbed by such load (the one to
 quote on a shared machine), and the median. Weights are random (latency does not depend on
 their values); the int8 models are calibrated on a few synthetic images, enough for latency,
 not for accuracy.
@@ -17,7 +17,8 @@ Reported: latency, its ratio to MobileNetV2 in the same mode and thread count, t
 the number of XNNPACK delegate partitions of each model (`autonl_tf.export.xnnpack_partitions`:
 1 when the delegate runs the whole graph) and the share of AutoNL-L latency spent in its LightNL
 blocks, measured as 1 - latency(AutoNL-L without its LightNL blocks) / latency(AutoNL-L), where
-the LightNL-free network is the same architecture with every ``nonlocal`` token removed. The
+the LightNL-free network is the same architecture with every ``nonlocal`` token removed
+(`benchmarks/lightnl_blocks.py` times the blocks one by one). The
 --output_json file holds {"measurements": [...], "lightnl_share": {mode: {threads: share}},
 "load_average": ...}.
 """
@@ -51,7 +52,11 @@ _MODES = flags.DEFINE_list("modes", ["float32", "int8"],
 _THREADS = flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Input resolution.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Classifier outputs.")
-_NUM_RUNS = flags.DEFINE_integer("num_runs", 50, "Timed invocations per measurement.")
+# 200 runs in 10 rounds: on the shared 2-core machine the fastest of 50 runs in 5 rounds put the
+# LightNL share of AutoNL-L int8 anywhere between 11.8% and 20.3% in runs of the same code; the
+# timed runs cost a few seconds next to the minute of conversions.
+_NUM_RUNS = flags.DEFINE_integer("num_runs", 200, "Timed invocations per measurement.")
+_ROUNDS = flags.DEFINE_integer("rounds", 10, "Round-robin rounds the timed runs are split into.")
 _NUM_WARMUP = flags.DEFINE_integer("num_warmup_runs", 5, "Untimed invocations first.")
 _NUM_CALIBRATION = flags.DEFINE_integer(
     "num_calibration_images", 4, "Synthetic images to calibrate int8 (conversion cost grows "
@@ -137,9 +142,11 @@ def _latency_table(results: list[Measurement], modes, threads, statistic: str) -
     by_key = {(r.model, r.mode, r.threads): r for r in results}
     models = list(dict.fromkeys(r.model for r in results))
     columns = [f"{mode} {t}T" for mode in modes for t in threads]
+    size_width = max(12, *(len(mode) + 5 for mode in modes))
+    parts_width = max(14, *(len(mode) + 8 for mode in modes))
     print(f"{'model':<22}" + "".join(f"{c:>17}" for c in columns)
-          + "".join(f"{mode + ' MB':>12}" for mode in modes)
-          + "".join(f"{mode + ' parts':>14}" for mode in modes))
+          + "".join(f"{mode + ' MB':>{size_width}}" for mode in modes)
+          + "".join(f"{mode + ' parts':>{parts_width}}" for mode in modes))
     for model in models:
         cells = []
         for mode in modes:
@@ -153,8 +160,10 @@ def _latency_table(results: list[Measurement], modes, threads, statistic: str) -
                 cells.append(f"{value:.2f}{ratio}")
         sizes = [by_key.get((model, mode, threads[0])) for mode in modes]
         print(f"{model:<22}" + "".join(f"{c:>17}" for c in cells)
-              + "".join(f"{x.size_mb:>12.2f}" if x else f"{'-':>12}" for x in sizes)
-              + "".join(f"{x.delegate_partitions:>14}" if x else f"{'-':>14}" for x in sizes))
+              + "".join(f"{x.size_mb:>{size_width}.2f}" if x else f"{'-':>{size_width}}"
+                        for x in sizes)
+              + "".join(f"{x.delegate_partitions:>{parts_width}}" if x else f"{'-':>{parts_width}}"
+                        for x in sizes))
 
 
 def _print_report(results: list[Measurement], notes: dict[str, str], modes, threads) -> None:
@@ -225,7 +234,7 @@ def main(argv: list[str]) -> None:
                 timers[name, mode, t] = _Timer(model_bytes, t, _NUM_WARMUP.value)
         del model
         keras.backend.clear_session()
-    measure_interleaved(timers, _NUM_RUNS.value)
+    measure_interleaved(timers, _NUM_RUNS.value, _ROUNDS.value)
     results = [Measurement(name, mode, t, statistics.median(timer.timings_ms),
                            min(timer.timings_ms), sizes[name, mode],
                            partitions[name, mode].partitions,

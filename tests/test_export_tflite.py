@@ -308,3 +308,54 @@ def test_fresh_lightnl_with_zero_branch_stays_one_partition():
     images = np.random.default_rng(0).normal(size=(8, IMAGE_SIZE, IMAGE_SIZE, 3))
     int8_model = convert_to_tflite(model, IMAGE_SIZE, "int8", images.astype(np.float32))
     assert xnnpack_partitions(int8_model) == DelegatePartitions(1, ())
+
+
+def test_a_nearly_silent_lightnl_branch_stays_in_the_xnnpack_partition(monkeypatch):
+    # A trained LightNL whose BN gamma is close to 0 adds a branch ~10^4 times smaller than x:
+    # XNNPACK's int8 ADD rejects an input scale under 2^-10 of the output's, and the ADD fell to
+    # the builtin kernel (two partitions). Its range is widened to the narrowest XNNPACK takes.
+    from autonl_tf.export import tflite as tflite_lib
+    from autonl_tf.layers.lightnl import LightNL
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    lightnl = LightNL(0.25, 2)
+    features = lightnl(keras.layers.Conv2D(16, 1)(inputs))
+    lightnl.bn.gamma.assign(np.full([16], 1e-4, np.float32))
+    outputs = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(features))
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype(np.float32)
+    reference = np.asarray(model(images, training=False))
+
+    widened = convert_to_tflite(model, 8, "int8", images)
+    assert xnnpack_partitions(widened) == DelegatePartitions(1, ())
+    monkeypatch.setattr(tflite_lib, "XNNPACK_MIN_ADD_SCALE_RATIO", 0.0)  # the guard off
+    as_calibrated = convert_to_tflite(model, 8, "int8", images)
+    assert xnnpack_partitions(as_calibrated) == DelegatePartitions(2, ("ADD",))
+    error = np.abs(tflite_logits(widened, images) - reference).max()
+    assert error <= np.abs(tflite_logits(as_calibrated, images) - reference).max() + 1e-6
+
+
+def test_lightnl_block_benchmark_covers_every_lightnl_of_the_network():
+    # benchmarks/lightnl_blocks.py times each LightNL alone at the shape it has in the network:
+    # its list must be the network's LightNLs (their MACs are what the network adds with them).
+    import dataclasses
+    import importlib.util
+    import pathlib
+
+    from autonl_tf import cost
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "lightnl_blocks.py"
+    module_spec = importlib.util.spec_from_file_location("lightnl_blocks", path)
+    benchmark = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(benchmark)
+    for name, count in (("autonl_s", 7), ("autonl_l", 14)):
+        blocks = benchmark.lightnl_blocks(name, 224)
+        spec = resolve_model_spec(name)
+        plain = dataclasses.replace(spec, blocks=tuple(
+            dataclasses.replace(b, nonlocal_ratio=None, nonlocal_stride=1) for b in spec.blocks))
+        added = spec.cost(224, 1000).macs - plain.cost(224, 1000).macs
+        assert len(blocks) == count
+        assert sum(cost.lightnl_macs(size, size, channels, ratio, stride)
+                   for size, channels, ratio, stride in blocks) == added
+    assert benchmark.lightnl_blocks("autonl_l", 224)[0] == (56, 24, 0.25, 1)
