@@ -326,7 +326,11 @@ def main(argv):
 
 
 def run() -> None:
-    app.run(main)
+    # The flag parser every autonl_tf command shares: --help exits 0, a bad flag is one line
+    # and exit 2.
+    from autonl_tf.training import cli
+
+    app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

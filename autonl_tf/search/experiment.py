@@ -29,7 +29,7 @@ from autonl_tf.search.search_cost import SearchCost
 from autonl_tf.search.space import SearchSpace, space_from_config
 from autonl_tf.search.supernet import Supernet
 from autonl_tf.training import driver, experiment, recipe
-from autonl_tf.training.config import ConfigError
+from autonl_tf.training.config import ConfigError, require
 
 __all__ = ["SearchRecorder", "SearchTask", "build_supernet", "compile_supernet",
            "resolve_search_config", "search_experiment"]
@@ -37,26 +37,21 @@ __all__ = ["SearchRecorder", "SearchTask", "build_supernet", "compile_supernet",
 THRESHOLD_OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
 def _validate_search_section(search: ml_collections.ConfigDict) -> None:
-    _require(0.0 < search.indicator_keep_probability <= 1.0,
+    require(0.0 < search.indicator_keep_probability <= 1.0,
              "search.indicator_keep_probability must be in (0, 1]")
-    _require(search.bn_recalibration_steps >= 0, "search.bn_recalibration_steps must be >= 0")
-    _require(search.cost_loss in COST_LOSSES,
+    require(search.bn_recalibration_steps >= 0, "search.bn_recalibration_steps must be >= 0")
+    require(search.cost_loss in COST_LOSSES,
              f"search.cost_loss={search.cost_loss!r}: expected one of {COST_LOSSES}")
-    _require(search.cost_weight >= 0, "search.cost_weight (lambda) must be >= 0")
-    _require(0.0 <= search.warmup_fraction < 1.0, "search.warmup_fraction must be in [0, 1)")
-    _require(search.target_tolerance >= 0, "search.target_tolerance must be >= 0")
-    _require(search.temperature > 0, "search.temperature must be > 0")
-    _require(search.threshold_optimizer in THRESHOLD_OPTIMIZERS,
+    require(search.cost_weight >= 0, "search.cost_weight (lambda) must be >= 0")
+    require(0.0 <= search.warmup_fraction < 1.0, "search.warmup_fraction must be in [0, 1)")
+    require(search.target_tolerance >= 0, "search.target_tolerance must be >= 0")
+    require(search.temperature > 0, "search.temperature must be > 0")
+    require(search.threshold_optimizer in THRESHOLD_OPTIMIZERS,
              f"search.threshold_optimizer={search.threshold_optimizer!r}: expected one of "
              f"{THRESHOLD_OPTIMIZERS}")
-    _require(search.threshold_learning_rate > 0, "search.threshold_learning_rate must be > 0")
-    _require(search.cost_loss == "log" or (search.target_flops and search.target_flops > 0),
+    require(search.threshold_learning_rate > 0, "search.threshold_learning_rate must be > 0")
+    require(search.cost_loss == "log" or (search.target_flops and search.target_flops > 0),
              f"search.cost_loss={search.cost_loss!r} needs a positive search.target_flops "
              "(--target_flops)")
 

@@ -35,6 +35,7 @@ __all__ = [
     "define_config_flag",
     "list_named_configs",
     "load_config",
+    "require",
     "resolve_config_path",
 ]
 
@@ -54,6 +55,12 @@ def config_dir() -> pathlib.Path | None:
 
 class ConfigError(UserError, ValueError):
     """A bad experiment config or override; the message names the key and the fix."""
+
+
+def require(condition: bool, message: str) -> None:
+    """`ConfigError` with ``message`` (naming the key and the fix) unless ``condition``."""
+    if not condition:
+        raise ConfigError(message)
 
 
 def list_named_configs() -> list[str]:

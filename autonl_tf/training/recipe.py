@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from autonl_tf.models import build_model, check_image_size, resolve_model_spec
 from autonl_tf.training import strategy as strategy_lib
-from autonl_tf.training.config import ConfigError
+from autonl_tf.training.config import ConfigError, require
 from autonl_tf.training.losses import (
     NaNAfterStep,
     SmoothedSparseCategoricalCrossentropy,
@@ -38,40 +38,35 @@ __all__ = [
 OPTIMIZERS = ("rmsprop_tf1",)
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Checks value ranges that types alone do not catch; `ConfigError` names the key."""
     train, model, evaluation = config.train, config.model, config.eval
-    _require(train.batch_size >= 1, f"train.batch_size must be >= 1, got {train.batch_size}")
-    _require(evaluation.batch_size >= 1,
+    require(train.batch_size >= 1, f"train.batch_size must be >= 1, got {train.batch_size}")
+    require(evaluation.batch_size >= 1,
              f"eval.batch_size must be >= 1, got {evaluation.batch_size}")
-    _require(train.train_steps is None or train.train_steps >= 1,
+    require(train.train_steps is None or train.train_steps >= 1,
              f"train.train_steps must be >= 1, got {train.train_steps}")
-    _require(train.train_steps is not None or train.train_epochs > 0,
+    require(train.train_steps is not None or train.train_epochs > 0,
              f"train.train_epochs must be > 0, got {train.train_epochs}")
-    _require(train.steps_per_loop >= 1,
+    require(train.steps_per_loop >= 1,
              f"train.steps_per_loop (--iterations_per_loop) must be >= 1, got "
              f"{train.steps_per_loop}")
-    _require(train.checkpoint_every_steps >= 0, "train.checkpoint_every_steps must be >= 0")
-    _require(train.log_every_steps >= 0, "train.log_every_steps must be >= 0")
-    _require(train.optimizer in OPTIMIZERS,
+    require(train.checkpoint_every_steps >= 0, "train.checkpoint_every_steps must be >= 0")
+    require(train.log_every_steps >= 0, "train.log_every_steps must be >= 0")
+    require(train.optimizer in OPTIMIZERS,
              f"train.optimizer={train.optimizer!r}: expected one of {OPTIMIZERS}")
-    _require(0.0 <= train.label_smoothing < 1.0, "train.label_smoothing must be in [0, 1)")
-    _require(0.0 <= train.get("ema_decay", 0.0) <= 1.0, "train.ema_decay must be in [0, 1]")
-    _require(train.weight_decay >= 0, "train.weight_decay must be >= 0")
-    _require(train.lr_per_256 > 0, "train.lr_per_256 must be > 0")
-    _require(train.lr_decay_epochs > 0, "train.lr_decay_epochs must be > 0")
-    _require(str(train.jit_compile).lower() in ("auto", "true", "false"),
+    require(0.0 <= train.label_smoothing < 1.0, "train.label_smoothing must be in [0, 1)")
+    require(0.0 <= train.get("ema_decay", 0.0) <= 1.0, "train.ema_decay must be in [0, 1]")
+    require(train.weight_decay >= 0, "train.weight_decay must be >= 0")
+    require(train.lr_per_256 > 0, "train.lr_per_256 must be > 0")
+    require(train.lr_decay_epochs > 0, "train.lr_decay_epochs must be > 0")
+    require(str(train.jit_compile).lower() in ("auto", "true", "false"),
              f"train.jit_compile={train.jit_compile!r}: expected 'auto', 'true' or 'false'")
-    _require(model.width_multiplier > 0, "model.width_multiplier must be > 0")
-    _require(0.0 <= model.dropout_rate < 1.0, "model.dropout_rate must be in [0, 1)")
-    _require(0.0 <= model.get("drop_connect_rate", 0.0) < 1.0,
+    require(model.width_multiplier > 0, "model.width_multiplier must be > 0")
+    require(0.0 <= model.dropout_rate < 1.0, "model.dropout_rate must be in [0, 1)")
+    require(0.0 <= model.get("drop_connect_rate", 0.0) < 1.0,
              "model.drop_connect_rate must be in [0, 1)")
-    _require(evaluation.steps >= 0, "eval.steps must be >= 0 (0 = the whole eval set)")
+    require(evaluation.steps >= 0, "eval.steps must be >= 0 (0 = the whole eval set)")
     try:
         check_image_size(config.data.image_size)
     except ValueError as e:
@@ -107,7 +102,7 @@ def resolve_experiment(config: ml_collections.ConfigDict,
     if train.train_steps:
         train.total_steps = int(train.train_steps)
     else:
-        _require(num_train > 0, "the number of training examples is unknown: set "
+        require(num_train > 0, "the number of training examples is unknown: set "
                  "--train_steps (or data.num_train_examples)")
         train.total_steps = max(1, int(math.ceil(train.train_epochs * num_train
                                                  / train.batch_size)))
