@@ -165,6 +165,71 @@ def _verify(name: str, agreement: Agreement, min_top1_agreement: float | None,
         failures.append(f"{name}: {agreement.summary()} < required {min_top1_agreement:.2%}")
 
 
+def _checked_arguments(model, image_size, modes, int8_io, calibration_images,
+                       verification_images) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """ValueError on a bad argument combination; the images as float32 arrays."""
+    if int8_io and "int8" not in modes:
+        raise ValueError("int8_io applies to the full-integer TFLite mode: add 'int8' to the modes")
+    if "int8" in modes and calibration_images is None:
+        raise ValueError("the TFLite mode 'int8' needs calibration_images (representative "
+                         "normalised images)")
+    if model.input_shape[1:] != (image_size, image_size, 3):
+        raise ValueError(f"model input shape {model.input_shape} does not match image_size "
+                         f"{image_size} (expected [B, {image_size}, {image_size}, 3])")
+    return (_check_images(calibration_images, image_size, "calibration_images"),
+            _check_images(verification_images, image_size, "verification_images"))
+
+
+def _write_saved_model(module: ClassifierServingModule, staging: str,
+                       labels: Sequence[str] | None) -> None:
+    started = time.time()
+    # Serving needs no gradients; tracing them dominates the save time of full networks.
+    tf.saved_model.save(module, staging, signatures=module.signatures,
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    logging.info("SavedModel written in %.1fs", time.time() - started)
+    if labels is not None:
+        with tf.io.gfile.GFile(os.path.join(staging, LABELS_FILENAME), "w") as f:
+            f.write("".join(f"{name}\n" for name in labels))
+
+
+def _saved_model_agreement(staging: str, images: np.ndarray, reference: np.ndarray) -> Agreement:
+    """The reloaded SavedModel's logits against the Keras model's, on ``images``."""
+    reloaded = tf.saved_model.load(staging).signatures[SERVING_NORMALIZED]
+    logits = np.concatenate([
+        reloaded(images=tf.constant(images[i:i + 32]))["logits"].numpy()
+        for i in range(0, len(images), 32)])
+    return compare_logits(reference, logits)
+
+
+def _export_card(module, info, image_size, crop_padding, labels, weights, reference,
+                 min_top1_agreement, saved_model_agreement, artifacts, left_out) -> dict:
+    """export_card.json: what was exported, from which weights, how it was verified."""
+    return {
+        "format": "autonl_tf export v1",
+        **cards.export_metadata(),
+        "model": dataclasses.asdict(info),
+        "weights": dict(weights) if weights else None,
+        "labels_file": LABELS_FILENAME if labels is not None else None,
+        "top_k": module.top_k,
+        "preprocessing": cards.preprocessing_card(image_size, crop_padding),
+        "signatures": _signature_card(module, image_size, labels is not None),
+        "bad_image_behaviour": "serving_default decodes each image on its own; an image that "
+                               "is not a decodable JPEG/PNG gets valid=False, class -1, "
+                               "probability 0, empty name; the rest of the batch is served",
+        "verification": {
+            "num_images": 0 if reference is None else len(reference),
+            "min_top1_agreement": min_top1_agreement,
+            "saved_model": saved_model_agreement.as_dict() if saved_model_agreement else None,
+            "tflite": {a.mode: a.agreement.as_dict() if a.agreement else None
+                       for a in artifacts},
+        },
+        "tflite": {a.mode: {"file": os.path.basename(a.path),
+                            "card": os.path.basename(a.card_path),
+                            "selection": MODE_SELECTION[a.mode]} for a in artifacts},
+        "tflite_left_out": left_out,
+    }
+
+
 def export_saved_model(
     model: keras.Model,
     export_dir: str,
@@ -218,16 +283,8 @@ def export_saved_model(
       ExportError: ``export_dir`` is a non-export directory, or writing failed.
     """
     modes = parse_tflite_modes(tflite_modes)
-    if int8_io and "int8" not in modes:
-        raise ValueError("int8_io applies to the full-integer TFLite mode: add 'int8' to the modes")
-    if "int8" in modes and calibration_images is None:
-        raise ValueError("the TFLite mode 'int8' needs calibration_images (representative "
-                         "normalised images)")
-    calibration_images = _check_images(calibration_images, image_size, "calibration_images")
-    verification_images = _check_images(verification_images, image_size, "verification_images")
-    if model.input_shape[1:] != (image_size, image_size, 3):
-        raise ValueError(f"model input shape {model.input_shape} does not match image_size "
-                         f"{image_size} (expected [B, {image_size}, {image_size}, 3])")
+    calibration_images, verification_images = _checked_arguments(
+        model, image_size, modes, int8_io, calibration_images, verification_images)
     module = ClassifierServingModule(model, image_size, labels, top_k, crop_padding)
     info = cards.model_info(model, image_size, model_spec, width_multiplier)
     reference = (keras_logits(model, verification_images)
@@ -235,24 +292,12 @@ def export_saved_model(
     failures: list[str] = []
 
     with atomic_directory(export_dir) as staging:
-        started = time.time()
-        # Serving needs no gradients; tracing them dominates the save time of full networks.
-        tf.saved_model.save(module, staging, signatures=module.signatures,
-                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
-        logging.info("SavedModel written in %.1fs", time.time() - started)
-        if labels is not None:
-            with tf.io.gfile.GFile(os.path.join(staging, LABELS_FILENAME), "w") as f:
-                f.write("".join(f"{name}\n" for name in labels))
-
+        _write_saved_model(module, staging, labels)
         saved_model_agreement = None
         if reference is not None:
-            reloaded = tf.saved_model.load(staging).signatures[SERVING_NORMALIZED]
-            logits = np.concatenate([
-                reloaded(images=tf.constant(verification_images[i:i + 32]))["logits"].numpy()
-                for i in range(0, len(verification_images), 32)])
-            saved_model_agreement = compare_logits(reference, logits)
+            saved_model_agreement = _saved_model_agreement(staging, verification_images,
+                                                           reference)
             _verify("saved_model", saved_model_agreement, min_top1_agreement, failures)
-
         artifacts, left_out = [], {}
         for mode in modes:
             mode_failures: list[str] = []
@@ -267,31 +312,9 @@ def export_saved_model(
                 continue
             failures += mode_failures
             artifacts.append(artifact)
-
-        cards.write_json(os.path.join(staging, files.EXPORT_CARD_FILE), {
-            "format": "autonl_tf export v1",
-            **cards.export_metadata(),
-            "model": dataclasses.asdict(info),
-            "weights": dict(weights) if weights else None,
-            "labels_file": LABELS_FILENAME if labels is not None else None,
-            "top_k": module.top_k,
-            "preprocessing": cards.preprocessing_card(image_size, crop_padding),
-            "signatures": _signature_card(module, image_size, labels is not None),
-            "bad_image_behaviour": "serving_default decodes each image on its own; an image that "
-                                   "is not a decodable JPEG/PNG gets valid=False, class -1, "
-                                   "probability 0, empty name; the rest of the batch is served",
-            "verification": {
-                "num_images": 0 if reference is None else len(reference),
-                "min_top1_agreement": min_top1_agreement,
-                "saved_model": saved_model_agreement.as_dict() if saved_model_agreement else None,
-                "tflite": {a.mode: a.agreement.as_dict() if a.agreement else None
-                           for a in artifacts},
-            },
-            "tflite": {a.mode: {"file": os.path.basename(a.path),
-                                "card": os.path.basename(a.card_path),
-                                "selection": MODE_SELECTION[a.mode]} for a in artifacts},
-            "tflite_left_out": left_out,
-        })
+        cards.write_json(os.path.join(staging, files.EXPORT_CARD_FILE), _export_card(
+            module, info, image_size, crop_padding, labels, weights, reference,
+            min_top1_agreement, saved_model_agreement, artifacts, left_out))
         if failures:
             raise VerificationError(
                 "export verification failed, nothing was written to "
