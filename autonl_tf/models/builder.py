@@ -52,14 +52,18 @@ def check_image_size(image_size: int) -> None:
 
 
 def stem_layers(filters: int, activation: str, bn_momentum: float = 0.99,
-                bn_epsilon: float = 1e-3) -> list[keras.layers.Layer]:
+                bn_epsilon: float = 1e-3,
+                kernel_initializer: keras.initializers.Initializer | None = None
+                ) -> list[keras.layers.Layer]:
     """The stem, applied in order: 3x3 stride-2 conv, BN, activation.
 
     [batch, S, S, 3] -> [batch, S/2, S/2, filters]. Shared by `build_model` and the supernet
-    (the layer names are what the search's weight copy relies on).
+    (the layer names are what the search's weight copy relies on). ``kernel_initializer``:
+    one instance shared with the head (as a seeded build has always drawn it), default new.
     """
     return [keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False,
-                                kernel_initializer=keras.initializers.get(CONV_INITIALIZER),
+                                kernel_initializer=(kernel_initializer
+                                                    or keras.initializers.get(CONV_INITIALIZER)),
                                 name="stem_conv"),
             keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
                                             name="stem_bn"),
@@ -67,10 +71,13 @@ def stem_layers(filters: int, activation: str, bn_momentum: float = 0.99,
 
 
 def head_layers(filters: int, activation: str, bn_momentum: float = 0.99,
-                bn_epsilon: float = 1e-3) -> list[keras.layers.Layer]:
+                bn_epsilon: float = 1e-3,
+                kernel_initializer: keras.initializers.Initializer | None = None
+                ) -> list[keras.layers.Layer]:
     """The head, applied in order: 1x1 conv, BN, activation. [b, h, w, c] -> [b, h, w, filters]."""
     return [keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
-                                kernel_initializer=keras.initializers.get(CONV_INITIALIZER),
+                                kernel_initializer=(kernel_initializer
+                                                    or keras.initializers.get(CONV_INITIALIZER)),
                                 name="head_conv"),
             keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
                                             name="head_bn"),
@@ -117,10 +124,12 @@ def build_model(
         raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
     activation_fn(spec.activation)  # validates the name early
     scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
+    conv_init = keras.initializers.get(CONV_INITIALIZER)
 
     inputs = keras.Input((image_size, image_size, 3), name="images")
     x = inputs
-    for layer in stem_layers(scaled(spec.stem_filters), spec.activation, bn_momentum, bn_epsilon):
+    for layer in stem_layers(scaled(spec.stem_filters), spec.activation, bn_momentum, bn_epsilon,
+                             conv_init):
         x = layer(x)
 
     blocks = expand_repeats(spec.blocks)
@@ -134,7 +143,7 @@ def build_model(
         channels = out_channels
 
     for layer in (*head_layers(scaled(spec.head_filters), spec.activation, bn_momentum,
-                               bn_epsilon),
+                               bn_epsilon, conv_init),
                   *classifier_layers(num_classes, dropout_rate)):
         x = layer(x)
     logits = x

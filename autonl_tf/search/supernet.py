@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from autonl_tf import cost
-from autonl_tf.layers.mbconv import MBConvBlock
+from autonl_tf.layers.mbconv import CONV_INITIALIZER, MBConvBlock
 from autonl_tf.models.builder import (
     ModelSpec,
     check_image_size,
@@ -114,8 +114,9 @@ class Supernet(keras.Model):
         self.search_cost = SearchCost(space, image_size, num_classes, width_multiplier,
                                       depth_divisor)
         scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
+        conv_init = keras.initializers.get(CONV_INITIALIZER)
         self.stem_conv, self.stem_bn, self.stem_activation = stem_layers(
-            scaled(_STEM), space.activation, bn_momentum, bn_epsilon)
+            scaled(_STEM), space.activation, bn_momentum, bn_epsilon, conv_init)
         self.search_blocks = []
         for block in space.blocks:
             c_in, c_out = scaled(block.input_filters), scaled(block.output_filters)
@@ -136,7 +137,7 @@ class Supernet(keras.Model):
                                               name=name_)
             self.search_blocks.append(layer)
         self.head_conv, self.head_bn, self.head_activation = head_layers(
-            scaled(_HEAD), space.activation, bn_momentum, bn_epsilon)
+            scaled(_HEAD), space.activation, bn_momentum, bn_epsilon, conv_init)
         self.avg_pool, *dropout, self.logits = classifier_layers(num_classes, dropout_rate)
         self.top_dropout = dropout[0] if dropout else None
         self.cross_entropy = SmoothedSparseCategoricalCrossentropy(
