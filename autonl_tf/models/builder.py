@@ -51,6 +51,20 @@ def check_image_size(image_size: int) -> None:
             f"(e.g. 224, 256, 64)")
 
 
+def _conv_bn_activation(prefix: str, filters: int, kernel_size: int, strides: int,
+                        activation: str, bn_momentum: float, bn_epsilon: float,
+                        kernel_initializer: keras.initializers.Initializer | None
+                        ) -> list[keras.layers.Layer]:
+    return [keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
+                                use_bias=False,
+                                kernel_initializer=(kernel_initializer
+                                                    or keras.initializers.get(CONV_INITIALIZER)),
+                                name=f"{prefix}_conv"),
+            keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
+                                            name=f"{prefix}_bn"),
+            keras.layers.Activation(activation, name=f"{prefix}_activation")]
+
+
 def stem_layers(filters: int, activation: str, bn_momentum: float = 0.99,
                 bn_epsilon: float = 1e-3,
                 kernel_initializer: keras.initializers.Initializer | None = None
@@ -61,13 +75,8 @@ def stem_layers(filters: int, activation: str, bn_momentum: float = 0.99,
     (the layer names are what the search's weight copy relies on). ``kernel_initializer``:
     one instance shared with the head (as a seeded build has always drawn it), default new.
     """
-    return [keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False,
-                                kernel_initializer=(kernel_initializer
-                                                    or keras.initializers.get(CONV_INITIALIZER)),
-                                name="stem_conv"),
-            keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
-                                            name="stem_bn"),
-            keras.layers.Activation(activation, name="stem_activation")]
+    return _conv_bn_activation("stem", filters, 3, 2, activation, bn_momentum, bn_epsilon,
+                               kernel_initializer)
 
 
 def head_layers(filters: int, activation: str, bn_momentum: float = 0.99,
@@ -75,13 +84,8 @@ def head_layers(filters: int, activation: str, bn_momentum: float = 0.99,
                 kernel_initializer: keras.initializers.Initializer | None = None
                 ) -> list[keras.layers.Layer]:
     """The head, applied in order: 1x1 conv, BN, activation. [b, h, w, c] -> [b, h, w, filters]."""
-    return [keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
-                                kernel_initializer=(kernel_initializer
-                                                    or keras.initializers.get(CONV_INITIALIZER)),
-                                name="head_conv"),
-            keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
-                                            name="head_bn"),
-            keras.layers.Activation(activation, name="head_activation")]
+    return _conv_bn_activation("head", filters, 1, 1, activation, bn_momentum, bn_epsilon,
+                               kernel_initializer)
 
 
 def classifier_layers(num_classes: int, dropout_rate: float) -> list[keras.layers.Layer]:
