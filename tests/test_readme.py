@@ -74,6 +74,9 @@ WRITE_NPY = ("python -c 'import numpy as np; np.save(\"cat.npy\", "
 # runs/photos that the README's own-folder commands train (4 steps instead of 600).
 TRAINED = (BUILD_TRAIN, BUILD_VAL, TRAIN_PHOTOS)
 ON_TRAINED = (("/ckpt/autonl_s", "runs/photos"),)
+ADB_PUSH = "adb push model_int8.tflite /data/local/tmp/"
+ADB_BENCHMARK = ("adb shell /data/local/tmp/benchmark_model --graph=/data/local/tmp/model_int8.tflite "
+                 "--num_threads=1 --use_xnnpack=true --enable_op_profiling=true")
 NO_TPU = "--tpu=local: no TPU on this machine"
 NO_DATA = "does not exist: no file matches"
 
@@ -166,6 +169,12 @@ COMMANDS: dict[str, Exercise] = {
     "--inputs image_bytes=cat.npy": Exercise(
         RUN, "on the export above", needs=(EXPORT, WRITE_NPY),
         expect="Result for output key classes"),
+    ADB_PUSH: Exercise(
+        STATIC, "no phone here; the file pushed is the name the export gives its full-integer "
+        "int8 model"),
+    ADB_BENCHMARK: Exercise(
+        STATIC, "no phone here; it times the file pushed above, on one thread with XNNPACK, as "
+        "benchmarks/tflite_latency.py does on this machine"),
     "docker run -p 8501:8501 -v /export/autonl_s:/models/autonl_s/1 -e MODEL_NAME=autonl_s "
     "tensorflow/serving": Exercise(
         STATIC, "no Docker here; its mount source is the export command's --export_dir, which "
@@ -366,12 +375,19 @@ def test_demo_options_are_pipeline_flags():
     options = re.search(r"Options: (.*?)\.\n", _readme_text(), re.S).group(1)
     names = re.findall(r"`--(\w+)", options)
     assert {"workdir", "target_flops", "seed", "smoke"} <= set(names)
-    # The pipeline runs under plain absl (its --help exits 1, unlike the binaries of the README's
-    # exit-code table), so only the listed flags are checked.
     proc = subprocess.run([sys.executable, "-m", "autonl_tf.pipeline", "--help"],
                           cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # --help is no error (README exit codes)
     for name in names:
         assert re.search(rf"^\s+--(\[no\])?{name}:", proc.stdout, re.M), (name, proc.stdout[-3000:])
+
+
+def test_the_phone_commands_push_and_time_the_int8_export():
+    from autonl_tf.export.saved_model import tflite_filename
+
+    pushed = ADB_PUSH.split()[2]
+    assert pushed == tflite_filename("int8")
+    assert f"--graph=/data/local/tmp/{pushed}" in ADB_BENCHMARK and "--num_threads=1" in ADB_BENCHMARK
 
 
 @pytest.mark.slow
