@@ -204,6 +204,7 @@ def _one_error_line(completed: subprocess.CompletedProcess, code: int = 2) -> st
     return lines[0]
 
 
+@pytest.mark.slow
 def test_commands_exit_2_with_one_line_on_damaged_data(own_data, tmp_path):
     data_dir, index = damaged_copy(own_data, str(tmp_path / "d"), "corrupt_jpeg")
     model_dir = tmp_path / "m"

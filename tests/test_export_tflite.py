@@ -32,11 +32,6 @@ MIN_TOP1 = {"float32": 1.0, "float16": 0.99, "dynamic_int8": 0.98, "int8": 0.98}
 
 
 @pytest.fixture(scope="module")
-def demo_model():
-    return testing.train_demo_model(IMAGE_SIZE)
-
-
-@pytest.fixture(scope="module")
 def verification_images():
     return np.asarray(normalize(testing.demo_images(200, IMAGE_SIZE, seed=21)[0]))
 

@@ -16,8 +16,8 @@ from autonl_tf.training.testing import tiny_config
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("embedded"))
+def data_dir(embedded_data_dir):
+    return embedded_data_dir
 
 
 @pytest.fixture(scope="module")
