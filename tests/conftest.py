@@ -4,8 +4,9 @@ which runs each file as its own pytest session).
 
 Shared fixtures are read-only: a test that changes a shared model dir works on a copy
 (``shutil.copytree``). Test tiers: ``-m "not slow"`` is the fast tier; end-to-end tests that
-run the command-line programs as subprocesses are marked ``slow``, a file of only such tests
-with ``pytestmark = pytest.mark.slow`` and the Bazel tag ``slow`` (tests/test_build_sync.py).
+run the command-line programs as subprocesses, and in-process tests that search, train or
+XLA-compile a network for several seconds, are marked ``slow``; a file of only such tests with
+``pytestmark = pytest.mark.slow`` and the Bazel tag ``slow`` (tests/test_build_sync.py).
 """
 
 import os

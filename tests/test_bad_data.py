@@ -134,6 +134,7 @@ def test_skip_corrupt_skips_and_counts_per_shard(own_data, tmp_path):
     assert diagnose.count_damaged_records(cfg, "train") == {DAMAGED_SHARD: 1}
 
 
+@pytest.mark.slow
 def test_training_with_skip_corrupt_reports_skipped_records(own_data, tmp_path):
     data_dir, _ = damaged_copy(own_data, str(tmp_path / "d"), "label_too_big")
     model_dir = str(tmp_path / "m")
@@ -160,6 +161,7 @@ def test_demo_config_reads_own_shards_and_writes_nothing_there(own_data):
     assert sorted(os.listdir(own_data)) == before
 
 
+@pytest.mark.slow
 def test_one_model_dir_resumes_across_data_changes_and_failures(own_data, tmp_path):
     """Train on own shards; a run with missing data fails before writing anything; a run
     killed mid-save left a temp dir; the next run, with skip_corrupt, removes it and resumes;

@@ -98,6 +98,7 @@ def test_export_refuses_a_model_with_nonfinite_outputs(diverging_model, two_imag
         check_finite_on_eval_split(diverging_model, cfg)
 
 
+@pytest.mark.slow
 def test_nan_guard_covers_the_ema_weights(embedded_data_dir, tmp_path):
     from autonl_tf.training import driver, recipe, testing
 
