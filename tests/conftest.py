@@ -1,8 +1,19 @@
-"""Shared pytest setup: quiet TensorFlow, two logical CPU devices, the repo root on sys.path."""
+"""Shared pytest setup: quiet TensorFlow, two logical CPU devices, the repo root on sys.path, and
+the fixtures that several test files share, built once per test run (once per file under Bazel,
+which runs each file as its own pytest session).
+
+Shared fixtures are read-only: a test that changes a shared model dir works on a copy
+(``shutil.copytree``). Test tiers: ``-m "not slow"`` is the fast tier; end-to-end tests that
+run the command-line programs as subprocesses, and in-process tests that search, train or
+XLA-compile a network for several seconds, are marked ``slow``; a file of only such tests with
+``pytestmark = pytest.mark.slow`` and the Bazel tag ``slow`` (tests/test_build_sync.py).
+"""
 
 import os
 import pathlib
 import sys
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -20,3 +31,38 @@ try:
         _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 except RuntimeError:  # devices already initialised by an earlier import
     pass
+
+
+@pytest.fixture(scope="session")
+def embedded_data_dir(tmp_path_factory) -> str:
+    """Root dir (``data.data_dir``) holding the small embedded set of
+    `autonl_tf.training.testing.tiny_config`, built here so that tests and their subprocesses
+    only read it."""
+    from autonl_tf.training import recipe, testing
+
+    root = str(tmp_path_factory.mktemp("embedded"))
+    recipe.resolve_experiment(testing.tiny_config(root))  # prepares (builds) the data
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(embedded_data_dir, tmp_path_factory) -> tuple[pathlib.Path, dict]:
+    """(model_dir, result): the tiny config trained in-process for 8 steps in train_and_eval
+    mode (checkpoints and EMA evaluations at steps 4 and 8) and `train_experiment`'s result."""
+    from autonl_tf.training import experiment, testing
+
+    model_dir = tmp_path_factory.mktemp("tiny_trained")
+    result = experiment.train_experiment(testing.tiny_config(embedded_data_dir, train_steps=8),
+                                         model_dir=str(model_dir),
+                                         strategy=tf.distribute.get_strategy(),
+                                         mode="train_and_eval")
+    return model_dir, result
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    """`autonl_tf.export.testing.train_demo_model` at 32 px (60 steps): the trained network the
+    export tests convert; do not change its weights."""
+    from autonl_tf.export import testing
+
+    return testing.train_demo_model(32)

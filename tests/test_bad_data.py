@@ -134,6 +134,7 @@ def test_skip_corrupt_skips_and_counts_per_shard(own_data, tmp_path):
     assert diagnose.count_damaged_records(cfg, "train") == {DAMAGED_SHARD: 1}
 
 
+@pytest.mark.slow
 def test_training_with_skip_corrupt_reports_skipped_records(own_data, tmp_path):
     data_dir, _ = damaged_copy(own_data, str(tmp_path / "d"), "label_too_big")
     model_dir = str(tmp_path / "m")
@@ -160,6 +161,7 @@ def test_demo_config_reads_own_shards_and_writes_nothing_there(own_data):
     assert sorted(os.listdir(own_data)) == before
 
 
+@pytest.mark.slow
 def test_one_model_dir_resumes_across_data_changes_and_failures(own_data, tmp_path):
     """Train on own shards; a run with missing data fails before writing anything; a run
     killed mid-save left a temp dir; the next run, with skip_corrupt, removes it and resumes;
@@ -204,6 +206,7 @@ def _one_error_line(completed: subprocess.CompletedProcess, code: int = 2) -> st
     return lines[0]
 
 
+@pytest.mark.slow
 def test_commands_exit_2_with_one_line_on_damaged_data(own_data, tmp_path):
     data_dir, index = damaged_copy(own_data, str(tmp_path / "d"), "corrupt_jpeg")
     model_dir = tmp_path / "m"

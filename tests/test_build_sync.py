@@ -66,3 +66,24 @@ def test_build_names_no_missing_file():
 def test_build_matches_generator():
     expected = _sync_build().render(ROOT)
     assert _build_text() == expected, f"{FIX}\n(see: python scripts/sync_build.py --check)"
+
+
+
+# `pytestmark = pytest.mark.slow` at the top level of a test file, not indented.
+_SLOW_FILE = re.compile(r"^pytestmark\s*=\s*(?:\[[^\]]*)?pytest\.mark\.slow\b", re.M)
+
+
+def test_slow_files_carry_the_bazel_tag():
+    """A file whose tests are all slow (module-level `pytestmark = pytest.mark.slow`) has the
+    Bazel tag `slow`, and only such a file: CI runs `pytest -m slow` and, under Bazel, the
+    other tests (`--test_tag_filters=-slow` plus pytest's `-m "not slow"` for files that mark
+    single tests slow), so every test runs exactly once."""
+    sync = _sync_build()
+    disagree = []
+    for path in sync.scan(ROOT).tests:
+        slow_file = bool(_SLOW_FILE.search((ROOT / path).read_text(encoding="utf-8")))
+        tagged = "slow" in sync.read_directives(ROOT / path).get("tags", "").split(",")
+        if slow_file != tagged:
+            disagree.append(path)
+    assert not disagree, ("`pytestmark = pytest.mark.slow` and `# bazel: ... tags=slow` go "
+                          f"together (then run python scripts/sync_build.py): {disagree}")

@@ -4,6 +4,7 @@ Subprocesses, as a user runs the commands. The Cloud TPU cases that need a TPU A
 TPUClusterResolver by a stand-in that fails the way the real one does (there is no Cloud TPU
 here); `--tpu=local` runs for real: this machine has no TPU.
 """
+# bazel: tags=subprocess,slow
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import tensorflow as tf
 from autonl_tf import _startup
 from autonl_tf.training import strategy as strategy_lib
 from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env
+
+pytestmark = pytest.mark.slow
 
 
 def _run(*command: str, timeout: int = 180) -> subprocess.CompletedProcess:

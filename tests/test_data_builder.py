@@ -205,6 +205,7 @@ def test_any_file_name_and_unreadable_entries_are_reported_by_path(tmp_path):
         "train-00000-of-00002", "train-00001-of-00002"]
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     src = make_tree(tmp_path / "src")
     out = tmp_path / "out"

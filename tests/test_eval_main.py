@@ -1,6 +1,6 @@
 """eval_main.py as a user runs it (subprocesses): latest checkpoint with EMA or raw weights,
 continuous evaluation next to a running trainer, export, and one-line errors."""
-# bazel: size=large timeout=long tags=subprocess
+# bazel: size=large timeout=long tags=subprocess,slow
 
 import json
 import re
@@ -9,25 +9,23 @@ import subprocess
 import time
 
 import pytest
-import tensorflow as tf
 
 from autonl_tf import files
-from autonl_tf.training import evaluation, experiment, testing
+from autonl_tf.training import evaluation, testing
 from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env, to_flags
 
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("embedded"))
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(data_dir, tmp_path_factory):
-    """A model dir trained in-process for 8 steps (checkpoints at 4 and 8)."""
-    model_dir = tmp_path_factory.mktemp("trained")
-    experiment.train_experiment(testing.tiny_config(data_dir, train_steps=8),
-                                model_dir=str(model_dir), strategy=tf.distribute.get_strategy())
-    return model_dir
+def data_dir(embedded_data_dir):
+    return embedded_data_dir
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_trained):
+    """The shared tiny model dir (conftest.py: 8 steps, checkpoints at 4 and 8); read-only."""
+    return tiny_trained[0]
 
 
 def _eval(*args, timeout=180):

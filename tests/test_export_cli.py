@@ -19,16 +19,9 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A tiny model trained in-process for 8 steps on a small generated set (EMA on)."""
-    from autonl_tf.training import experiment
-    from autonl_tf.training import testing as training_testing
-
-    data_dir = tmp_path_factory.mktemp("embedded")
-    directory = tmp_path_factory.mktemp("trained")
-    experiment.train_experiment(training_testing.tiny_config(str(data_dir), train_steps=8),
-                                model_dir=str(directory), strategy=tf.distribute.get_strategy())
-    return directory
+def model_dir(tiny_trained):
+    """The shared tiny model dir (conftest.py: 8 steps on a small generated set, EMA on)."""
+    return tiny_trained[0]
 
 
 def _export_command(*args: str, tmp_path) -> subprocess.CompletedProcess:
@@ -46,6 +39,7 @@ def _run_in_process(*args: str) -> int:
     return cli.main(["export"], flag_values)
 
 
+@pytest.mark.slow
 def test_exports_the_ema_weights_with_tflite_models(model_dir, tmp_path):
     from autonl_tf.training.checkpoints import load_model_for_inference
 
@@ -81,6 +75,7 @@ def test_exports_the_ema_weights_with_tflite_models(model_dir, tmp_path):
     np.testing.assert_allclose(served, model(images, training=False).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_empty_model_dir_fails_with_a_clear_message(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -22,8 +22,8 @@ NUM_IMAGES = 200
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    model = testing.train_demo_model(IMAGE_SIZE, steps=30)
+def exported(demo_model, tmp_path_factory):
+    model = demo_model  # conftest.py: the demo network trained at 32 px
     calibration = np.asarray(normalize(testing.demo_images(64, IMAGE_SIZE, seed=3)[0]))
     export_dir = tmp_path_factory.mktemp("export") / "demo"
     result = export_saved_model(model, str(export_dir), image_size=IMAGE_SIZE,

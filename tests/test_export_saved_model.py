@@ -29,11 +29,6 @@ STORED_SIZE = 48
 
 
 @pytest.fixture(scope="module")
-def demo_model():
-    return testing.train_demo_model(IMAGE_SIZE)
-
-
-@pytest.fixture(scope="module")
 def exported(demo_model, tmp_path_factory):
     export_dir = tmp_path_factory.mktemp("exports") / "demo"
     verification, _ = testing.demo_images(32, IMAGE_SIZE, seed=11)
@@ -148,6 +143,7 @@ def _bytes_literal(data: bytes) -> str:
     return "b'" + "".join(f"\\x{byte:02x}" for byte in data) + "'"
 
 
+@pytest.mark.slow
 def test_saved_model_cli_runs_both_signatures(exported, loaded, tmp_path):
     export_dir, _ = exported
     saved_model_cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")

@@ -32,11 +32,6 @@ MIN_TOP1 = {"float32": 1.0, "float16": 0.99, "dynamic_int8": 0.98, "int8": 0.98}
 
 
 @pytest.fixture(scope="module")
-def demo_model():
-    return testing.train_demo_model(IMAGE_SIZE)
-
-
-@pytest.fixture(scope="module")
 def verification_images():
     return np.asarray(normalize(testing.demo_images(200, IMAGE_SIZE, seed=21)[0]))
 
@@ -172,6 +167,7 @@ def test_full_integer_model_has_int8_tensors(converted):
         np.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["autonl_s", "autonl_l"])
 def test_published_architectures_convert_to_builtins(name):
     """Every LightNL/SE configuration of AutoNL-S/L (LightNL ratios 1/8 and 1/4, key strides 1
@@ -268,6 +264,7 @@ def test_xnnpack_partitions_counts_what_the_delegate_rejects():
     assert xnnpack_partitions(convert(lambda t: subsample(t, 2))) == DelegatePartitions(1, ())
 
 
+@pytest.mark.slow
 def test_a_default_mode_that_fails_verification_is_left_out(
         demo_model, calibration_images, verification_images, tmp_path, monkeypatch):
     """The command line's default int8 is shipped only when verified; asked for, it must pass.

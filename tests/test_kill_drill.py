@@ -3,16 +3,19 @@ last complete checkpoint and removes the temporary directories of interrupted sa
 
 The 10-kill version is benchmarks/kill_drill.py; this is the same drill with one kill.
 """
-# bazel: size=large timeout=long tags=subprocess
+# bazel: size=large timeout=long tags=subprocess,slow
 
 import os
 
-from autonl_tf.training import recipe, testing
+import pytest
+
+from autonl_tf.training import testing
+
+pytestmark = pytest.mark.slow
 
 
-def test_a_random_kill_then_the_run_completes(tmp_path):
-    data_dir, model_dir = str(tmp_path / "data"), str(tmp_path / "model")
-    recipe.resolve_experiment(testing.tiny_config(data_dir))
+def test_a_random_kill_then_the_run_completes(embedded_data_dir, tmp_path):
+    data_dir, model_dir = embedded_data_dir, str(tmp_path / "model")
     args = ["--config=demo", f"--model_dir={model_dir}", *testing.to_flags(
         testing.tiny_overrides(data_dir, 24, train__checkpoint_every_steps=2,
                                train__log_every_steps=2, train__max_checkpoints_to_keep=3))]

@@ -63,6 +63,7 @@ def test_keras_file_round_trip_autonl_l(tmp_path):
         type(layer).__name__ for layer in model.layers]
 
 
+@pytest.mark.slow
 def test_forward_and_train_step_compile_with_xla():
     model = build_named_model("autonl_l", num_classes=5, image_size=32, width_multiplier=0.25,
                               drop_connect_rate=0.2)

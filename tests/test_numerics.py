@@ -98,10 +98,11 @@ def test_export_refuses_a_model_with_nonfinite_outputs(diverging_model, two_imag
         check_finite_on_eval_split(diverging_model, cfg)
 
 
-def test_nan_guard_covers_the_ema_weights(tmp_path):
+@pytest.mark.slow
+def test_nan_guard_covers_the_ema_weights(embedded_data_dir, tmp_path):
     from autonl_tf.training import driver, recipe, testing
 
-    config = recipe.resolve_experiment(testing.tiny_config(str(tmp_path / "data")))
+    config = recipe.resolve_experiment(testing.tiny_config(embedded_data_dir))
     model = recipe.build_classifier(config, "float32")
     recipe.compile_classifier(model, config, jit_compile=False)
 

@@ -1,6 +1,6 @@
 """search_main.py end to end: outputs, resumption (1 then 2 replicas), bad target, bad space."""
 
-# bazel: size=large timeout=long tags=subprocess
+# bazel: size=large timeout=long tags=subprocess,slow
 
 import json
 import os
@@ -19,6 +19,8 @@ from autonl_tf.training.testing import (
     subprocess_env,
     to_flags,
 )
+
+pytestmark = pytest.mark.slow
 
 # A config file of its own: the demo search with two searchable stages (a small graph).
 CONFIG_FILE = textwrap.dedent('''
@@ -57,8 +59,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("embedded"))
+def data_dir(embedded_data_dir):
+    return embedded_data_dir
 
 
 def test_search_writes_outputs_and_resumes_on_two_replicas(tmp_path, data_dir):

@@ -66,6 +66,7 @@ def covering_decisions(space):
 
 
 # 96 px: the last stage is 3x3 (odd size); 'autonl': SE searched (none / 1/4 / 1/2).
+@pytest.mark.slow
 @pytest.mark.parametrize("variant, image_size", [("tiny", 64), ("tiny", 96), ("autonl", 64)])
 def test_child_from_arch_file_matches_supernet_exactly(tmp_path, variant, image_size):
     # Seeded: with some random kernels the 22 cubic blocks of 'autonl' overflow float32.
@@ -161,6 +162,7 @@ def _threshold_shift(lam, steps=12):
     return after - before, logs
 
 
+@pytest.mark.slow
 def test_lambda_zero_and_huge_lambda_move_decisions_in_opposite_directions():
     free, free_logs = _threshold_shift(lam=0.0)
     costly, costly_logs = _threshold_shift(lam=1e4)
@@ -196,6 +198,7 @@ def test_cost_terms_push_down_above_the_target(loss):
     assert float(macs) == supernet.search_cost.feasible_range()[1]
 
 
+@pytest.mark.slow
 def test_train_step_compiles_with_xla():
     supernet = _supernet(micro_space(), lam=5.0)
     supernet.compile(keras.optimizers.SGD(0.01), keras.optimizers.Adam(0.01), jit_compile=True)
@@ -220,6 +223,7 @@ def test_mixed_bfloat16_supernet_decides_like_float32():
     assert all(v.dtype == "float32" for v in supernet.threshold_variables)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fraction", [0.6, 0.85])
 def test_short_search_lands_on_its_target(fraction):
     """The cost term alone brings the decoded child within 5% of the target (a 150-step search;
@@ -250,6 +254,7 @@ def _lightnl_cross_entropy_grads(supernet, images, labels) -> dict:
     return dict(zip(names, tape.gradient(cross_entropy, variables), strict=True))
 
 
+@pytest.mark.slow
 def test_lightnl_thresholds_get_the_task_gradient_after_the_warmup():
     """At initialisation the LightNL branch is 0 (BN gamma 0), so the cross-entropy cannot see
     any LightNL indicator; the weights-only warm-up (with indicator dropout) trains the LightNLs,

@@ -1,7 +1,7 @@
 """train_main.py end to end, as a user runs it (subprocesses): kill -9 and resume, SIGTERM,
 NaN stop, two-worker MultiWorkerMirroredStrategy on 127.0.0.1, one-line errors for bad input.
 """
-# bazel: size=large timeout=long tags=subprocess
+# bazel: size=large timeout=long tags=subprocess,slow
 
 import json
 import re
@@ -16,15 +16,13 @@ import tensorflow as tf
 from autonl_tf.training import testing
 from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env, to_flags
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """The small embedded set, built once here so that subprocesses only read it."""
-    from autonl_tf.training import recipe
-
-    root = str(tmp_path_factory.mktemp("embedded"))
-    recipe.resolve_experiment(testing.tiny_config(root))  # prepare() builds the set
-    return root
+def data_dir(embedded_data_dir):
+    """The small embedded set (conftest.py), built before so that subprocesses only read it."""
+    return embedded_data_dir
 
 
 def _train_args(data_dir, model_dir, train_steps, **extra):

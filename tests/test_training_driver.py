@@ -16,8 +16,8 @@ from autonl_tf.training.testing import tiny_config
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("embedded"))
+def data_dir(embedded_data_dir):
+    return embedded_data_dir
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def _weights(model):
     return [np.array(v.numpy()) for v in model.trainable_variables]
 
 
+@pytest.mark.slow
 def test_xla_bfloat16_train_step_on_cpu(data_dir, tmp_path):
     config = tiny_config(data_dir, train_steps=2, train__jit_compile="true",
                          train__use_bfloat16=True)
@@ -53,6 +54,7 @@ def _bn_free_model(num_classes):
     return keras.Model(inputs, keras.layers.Dense(num_classes)(x))
 
 
+@pytest.mark.slow
 def test_two_replicas_train_like_one(data_dir, tmp_path, mirrored):
     """Same global batch (8) on 1 replica and on 2 replicas x 4: same weights after 3 steps.
 
@@ -80,6 +82,7 @@ def test_two_replicas_train_like_one(data_dir, tmp_path, mirrored):
     assert not np.allclose(results["one"][0][0], initial[0])  # it did train
 
 
+@pytest.mark.slow
 def test_checkpoint_restores_across_strategies(data_dir, tmp_path, mirrored):
     model_dir = str(tmp_path)
     first = experiment.train_experiment(tiny_config(data_dir, train_steps=4),
@@ -103,6 +106,7 @@ def test_checkpoint_restores_across_strategies(data_dir, tmp_path, mirrored):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(data_dir, tmp_path):
     """8 steps in one run == 4 steps, a fresh process state, 4 more (data position, optimizer
     slots, EMA, dropout RNG all restored)."""
@@ -125,6 +129,7 @@ def test_resume_continues_exactly(data_dir, tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_nan_stops_before_saving_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
     config = tiny_config(data_dir, train_steps=12, train__debug_nan_at_step=6)
     with pytest.raises(driver.TrainingDivergedError, match="at step 6") as error:

@@ -3,31 +3,28 @@ trained model dir for inference (EMA / raw), and its errors."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from autonl_tf import data
-from autonl_tf.training import checkpoints, evaluation, experiment
+from autonl_tf.training import checkpoints, evaluation
 from autonl_tf.training import strategy as strategy_lib
-from autonl_tf.training.testing import tiny_config
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("embedded"))
+def data_dir(embedded_data_dir):
+    return embedded_data_dir
 
 
 @pytest.fixture(scope="module")
-def trained(data_dir, tmp_path_factory):
-    """A model dir trained 8 steps in train_and_eval mode (checkpoints and evals at 4 and 8)."""
-    model_dir = str(tmp_path_factory.mktemp("model_dir"))
-    result = experiment.train_experiment(tiny_config(data_dir, train_steps=8),
-                                         model_dir=model_dir,
-                                         strategy=tf.distribute.get_strategy(),
-                                         mode="train_and_eval")
-    return model_dir, result
+def trained(tiny_trained):
+    """The shared model dir (conftest.py: 8 steps in train_and_eval mode, checkpoints and
+    evals at 4 and 8) and the training result; read-only."""
+    model_dir, result = tiny_trained
+    return str(model_dir), result
 
 
 def _reference_metrics(model, data_cfg, batch_size):
@@ -100,8 +97,9 @@ def test_ema_and_raw_weights(trained):
     assert config.restored.step == 4
 
 
-def test_evaluate_checkpoints_once_and_continuous(trained, data_dir):
-    model_dir, _ = trained
+def test_evaluate_checkpoints_once_and_continuous(trained, data_dir, tmp_path):
+    model_dir = str(tmp_path / "model_dir")  # this test appends evaluations: a copy
+    shutil.copytree(trained[0], model_dir)
     config = checkpoints.load_experiment_config(model_dir)
     dataset_fn = lambda ctx: data.build_eval_dataset(config.data, 16, ctx)  # noqa: E731
     strategy = tf.distribute.get_strategy()
