@@ -2,6 +2,8 @@
 # CI: run the Python tests with `bazel test //...`, offline.
 #
 #     .ci/bazel_test.sh [extra bazel test args, e.g. //:test_foo]
+#     .ci/bazel_test.sh --install_only   # install Bazel if missing, run nothing
+#     .ci/bazel_test.sh --available      # exit 0 if Bazel is installed (installs nothing)
 #
 # Needs the repository and its virtualenv (<repo>/.venv, scripts/setup.sh). Installs
 # Debian's Bazel 4.2.3 (bazel-bootstrap, bazel-rules-java) with apt when `bazel`
@@ -26,11 +28,6 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$root"
 
 log() { echo "bazel_test.sh: $*" >&2; }
-
-if [ ! -x "$root/.venv/bin/python3" ]; then
-    log "$root/.venv/bin/python3 is missing: run scripts/setup.sh first"
-    exit 2
-fi
 
 rules_java=${AUTONL_BAZEL_RULES_JAVA:-/usr/share/bazel/rules/java}
 
@@ -69,6 +66,11 @@ find_bazel() {
 }
 
 find_bazel
+# --available: exit 0 when Bazel and the Java rules are installed (nothing is installed or run).
+if [ "${1:-}" = "--available" ]; then
+    [ -n "$bazel" ] && [ -f "$rules_java/java/defs.bzl" ] && exit 0
+    exit 1
+fi
 missing=()
 [ -n "$bazel" ] || missing+=(bazel-bootstrap)
 [ -f "$rules_java/java/defs.bzl" ] || missing+=(bazel-rules-java)
@@ -77,6 +79,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}"
     find_bazel
     [ -n "$bazel" ] || { log "no bazel binary after installing ${missing[*]}"; exit 2; }
+fi
+
+# --install_only: stop once Bazel is installed (CI, before the README test command uses it).
+if [ "${1:-}" = "--install_only" ]; then
+    log "bazel: $bazel"
+    exit 0
+fi
+
+if [ ! -x "$root/.venv/bin/python3" ]; then
+    log "$root/.venv/bin/python3 is missing: run scripts/setup.sh first"
+    exit 2
 fi
 
 output_user_root=${AUTONL_BAZEL_OUTPUT_USER_ROOT:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/autonl_tf-bazel-ci}

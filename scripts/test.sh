@@ -1,8 +1,26 @@
 #!/usr/bin/env bash
-# Sets up the environment and runs the test suite (the README's test command; CI runs it too).
+# Sets up the environment and runs every test once (the README's test command; CI runs it too):
+# ruff, then the slow tier (pytest marker `slow`: end-to-end subprocess tests and in-process
+# tests that train, search or compile for seconds) with pytest, then the fast tier under Bazel
+# where Bazel is installed (CI installs it first, .ci/run) and with pytest elsewhere.
+#
+#     bash scripts/test.sh                   # everything, once
+#     bash scripts/test.sh -m "not slow"     # arguments: pytest alone runs `tests "$@"`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=2
 .venv/bin/python -m ruff check .
-.venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
+pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider)
+if [ $# -gt 0 ]; then
+  exec "${pytest[@]}" tests "$@"
+fi
+echo "[test] slow tier (pytest -m slow)"
+"${pytest[@]}" tests -m slow
+if bash .ci/bazel_test.sh --available; then
+  echo "[test] fast tier under Bazel (bazel test //... --test_tag_filters=-slow)"
+  bash .ci/bazel_test.sh --test_tag_filters=-slow --test_arg=-m --test_arg="not slow"
+else
+  echo "[test] fast tier (pytest -m 'not slow'; Bazel is not installed)"
+  "${pytest[@]}" tests -m "not slow"
+fi
