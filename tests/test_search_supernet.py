@@ -35,7 +35,11 @@ def randomise_state(model: keras.Model, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for variable in model.weights:
         leaf = variable.path.split("/")[-1]
-        if leaf == "gamma":
+        if leaf == "gamma" and "lightnl" in variable.path:
+            # Small but not zero: with gammas near 1, a cubic aggregation stacked up to 22 times
+            # overflows float32, and NaN == NaN would pass the comparison below.
+            variable.assign(rng.uniform(0.002, 0.01, variable.shape))
+        elif leaf == "gamma":
             variable.assign(rng.uniform(0.5, 1.5, variable.shape))
         elif leaf in ("beta", "moving_mean"):
             variable.assign(rng.normal(0.0, 0.3, variable.shape))
@@ -69,8 +73,7 @@ def covering_decisions(space):
 @pytest.mark.slow
 @pytest.mark.parametrize("variant, image_size", [("tiny", 64), ("tiny", 96), ("autonl", 64)])
 def test_child_from_arch_file_matches_supernet_exactly(tmp_path, variant, image_size):
-    # Seeded: with some random kernels the 22 cubic blocks of 'autonl' overflow float32.
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)  # kernels: the same whichever tests ran before
     space = space_from_config(search_space_config.get_config(variant))
     supernet = Supernet(space, num_classes=CLASSES, image_size=image_size,
                         width_multiplier=WIDTH)
@@ -88,6 +91,7 @@ def test_child_from_arch_file_matches_supernet_exactly(tmp_path, variant, image_
         copy_weights_to_child(supernet, child, decisions)
         expected = child(images, training=False).numpy()
         actual = supernet(images, training=False).numpy()
+        assert np.isfinite(expected).all(), f"decision set {number}: the child overflows"
         # Float rounding only: it grows with depth (22 blocks in 'autonl', logits ~1e3 here).
         tolerance = 1e-5 if variant == "tiny" else 1e-4
         np.testing.assert_allclose(actual, expected, rtol=tolerance,
