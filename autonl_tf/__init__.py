@@ -8,9 +8,24 @@ import sys
 # command-line tools; keep warnings and errors. Users can still override the variable.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-if sys.argv[:1] == ["-m"]:
+# Commands that load nothing of TensorFlow before their flags are checked: the profiler never
+# needs it; the pipeline (autonl_tf.training.cli.parse_flags) and the export load it quietly
+# once the flags are fine.
+_PARSE_BEFORE_TENSORFLOW = ("autonl_tf.profile", "autonl_tf.pipeline", "autonl_tf.export")
+
+
+def _command_module() -> str | None:
+    """``autonl_tf.x`` while ``python -m autonl_tf.x`` imports this package, else None."""
+    argv = getattr(sys, "orig_argv", [])
+    if sys.argv[:1] != ["-m"] or "-m" not in argv[:-1]:
+        return None
+    return argv[argv.index("-m") + 1]
+
+
+if sys.argv[:1] == ["-m"] and _command_module() not in _PARSE_BEFORE_TENSORFLOW:
     # `python -m autonl_tf.<command>` (Python sets argv[0] to '-m' while it imports the
-    # package): drop the CUDA-probe noise of TensorFlow's start-up before anything loads it.
+    # package) whose modules import TensorFlow: drop the CUDA-probe noise of its start-up
+    # before anything loads it.
     from autonl_tf._startup import quiet_tensorflow_startup
 
     quiet_tensorflow_startup()

@@ -19,8 +19,8 @@ from absl import app, flags
 
 from autonl_tf import cost
 from autonl_tf.arch import ArchError, encode_block
-from autonl_tf.models.builder import ModelSpec, check_image_size
 from autonl_tf.models.registry import list_models, load_arch_file, resolve_model_spec
+from autonl_tf.models.spec import ModelSpec, check_image_size
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Named model (autonl_tf/models/arch/<name>.txt), an architecture file "

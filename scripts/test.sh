@@ -15,16 +15,14 @@ pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider)
 if [ $# -gt 0 ]; then
   exec "${pytest[@]}" tests "$@"
 fi
-# Test files are spread over pytest-xdist workers, one file per worker at a time (module
-# fixtures stay within a file; session fixtures are built once per worker): one pytest
-# process alone keeps about one core busy.
-workers=(-n auto --maxprocesses=4 --dist loadfile)
-echo "[test] slow tier (pytest -m slow, ${workers[*]})"
-"${pytest[@]}" "${workers[@]}" tests -m slow
+# pytest spreads the test files over pytest-xdist workers (pyproject.toml's addopts): one
+# pytest process alone keeps about one core busy.
+echo "[test] slow tier (pytest -m slow)"
+"${pytest[@]}" tests -m slow
 if bash .ci/bazel_test.sh --available; then
   echo "[test] fast tier under Bazel (bazel test //... --test_tag_filters=-slow)"
   bash .ci/bazel_test.sh --test_tag_filters=-slow --test_arg=-m --test_arg="not slow"
 else
   echo "[test] fast tier (pytest -m 'not slow'; Bazel is not installed)"
-  "${pytest[@]}" "${workers[@]}" tests -m "not slow"
+  "${pytest[@]}" tests -m "not slow"
 fi

@@ -21,6 +21,9 @@ REPO_ROOT = pathlib.Path(__file__).absolute().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from autonl_tf._startup import quiet_tensorflow_startup  # noqa: E402
+
+quiet_tensorflow_startup()  # without the CUDA-probe lines of TensorFlow's start-up
 import tensorflow as tf  # noqa: E402
 
 # Two logical CPUs so that MirroredStrategy tests can run two replicas on this machine. This must

@@ -14,7 +14,7 @@ PACKAGE = pathlib.Path(__file__).absolute().parent.parent / "autonl_tf"
 
 # Top-level module or subpackage of autonl_tf -> its layer (higher may import lower or equal).
 LAYERS = {
-    "_startup": 0, "errors": 0, "files": 0, "arch": 0, "cost": 0, "data": 0,
+    "_startup": 0, "_lazy": 0, "errors": 0, "files": 0, "arch": 0, "cost": 0, "data": 0,
     "layers": 1,
     "models": 2, "graph_profile": 2,
     "training": 3,

@@ -22,7 +22,6 @@ def run_profile(*args):
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name, macs, params", [
     ("autonl_s", 267e6, 4.4e6), ("autonl_l", 353e6, 5.6e6), ("mobilenet_v2", 300e6, 3.5e6)])
 def test_json_output_hits_published_figures(name, macs, params):
@@ -34,7 +33,6 @@ def test_json_output_hits_published_figures(name, macs, params):
     assert abs(profile["params"] - params) / params < 0.01
 
 
-@pytest.mark.slow
 def test_table_and_nonlocal_comparison():
     result = run_profile("--model=autonl_l", "--compare_nl")
     assert result.returncode == 0, result.stderr
@@ -46,7 +44,6 @@ def test_table_and_nonlocal_comparison():
     assert profile["max_cost_ratio"] == max(r["cost_ratio"] for r in rows) > 100
 
 
-@pytest.mark.slow
 def test_arch_file_and_options(tmp_path):
     arch = tmp_path / "arch.txt"
     arch.write_text("r1_k3_s11_e1_i32_o16_sw\nr1_k5_s22_e6_i16_o24_sw_nonlocal0.25\n")
@@ -57,7 +54,6 @@ def test_arch_file_and_options(tmp_path):
     assert profile["macs"] == spec.cost(64, 10).macs and len(profile["blocks"]) == 2
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--model=resnet50"], "unknown model"),
     (["--model=autonl_s", "--image_size=100"], "multiple of 32"),

@@ -11,24 +11,28 @@ With tf.distribute: strategy.distribute_datasets_from_function(
     lambda ctx: build_train_dataset(cfg, global_batch, ctx)).
 """
 
+from autonl_tf._lazy import lazy_attributes
 from autonl_tf.data.config import default_data_config
-from autonl_tf.data.embedded import ensure_embedded_dataset
 from autonl_tf.data.errors import DataError
-from autonl_tf.data.pipeline import (
-    build_eval_dataset,
-    build_train_dataset,
-    num_eval_batches,
-    num_eval_examples,
-)
-from autonl_tf.data.prepare import class_names, prepare
-from autonl_tf.data.preprocessing import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    normalize,
-    preprocess_for_eval,
-    preprocess_for_train,
-)
-from autonl_tf.data.records import read_labels_file
+
+# The rest needs TensorFlow and is imported on first use: config files call
+# `default_data_config` while the commands parse their flags, before TensorFlow is loaded.
+_WHERE = {
+    "ensure_embedded_dataset": "embedded",
+    "build_eval_dataset": "pipeline",
+    "build_train_dataset": "pipeline",
+    "num_eval_batches": "pipeline",
+    "num_eval_examples": "pipeline",
+    "class_names": "preparation",
+    "prepare": "preparation",
+    "IMAGENET_MEAN": "preprocessing",
+    "IMAGENET_STD": "preprocessing",
+    "normalize": "preprocessing",
+    "preprocess_for_eval": "preprocessing",
+    "preprocess_for_train": "preprocessing",
+    "read_labels_file": "records",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)
 
 __all__ = [
     "IMAGENET_MEAN",

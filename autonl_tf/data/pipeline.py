@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from autonl_tf.data import diagnose, preprocessing, sources
 from autonl_tf.data.errors import DataError
-from autonl_tf.data.prepare import prepare
+from autonl_tf.data.preparation import prepare
 
 AUTOTUNE = tf.data.AUTOTUNE
 _COUNT_LIMIT_BYTES = 1 << 30

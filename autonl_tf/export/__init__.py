@@ -5,31 +5,36 @@ memory; `export_from_model_dir(model_dir, export_dir, ...)` loads a training dir
 weights first. The command line is ``python -m autonl_tf.export`` (see cli.py).
 """
 
-from autonl_tf.export.atomic import ExportError, atomic_directory
-from autonl_tf.export.metadata import embed_classifier_metadata, read_classifier_metadata
-from autonl_tf.export.model_dir import (
-    export_after_run,
-    export_from_model_dir,
-    export_trained_model,
-)
-from autonl_tf.export.saved_model import (
-    ExportResult,
-    TFLiteArtifact,
-    VerificationError,
-    export_saved_model,
-    tflite_filename,
-)
-from autonl_tf.export.serving import SERVING_BYTES, SERVING_IMAGES, SERVING_NORMALIZED
-from autonl_tf.export.tflite import (
-    TFLITE_MODES,
-    DelegatePartitions,
-    convert_to_tflite,
-    parse_tflite_modes,
-    tflite_input,
-    tflite_op_codes,
-    xnnpack_partitions,
-)
-from autonl_tf.export.verify import Agreement, compare_logits, tflite_logits
+from autonl_tf._lazy import lazy_attributes
+from autonl_tf.export.modes import TFLITE_MODES, ExportError, parse_tflite_modes
+
+# The rest needs TensorFlow and is imported on first use (`python -m autonl_tf.export` checks
+# its flags first).
+_WHERE = {
+    "atomic_directory": "atomic",
+    "embed_classifier_metadata": "metadata",
+    "read_classifier_metadata": "metadata",
+    "export_after_run": "model_dir",
+    "export_from_model_dir": "model_dir",
+    "export_trained_model": "model_dir",
+    "ExportResult": "saved_model",
+    "TFLiteArtifact": "saved_model",
+    "VerificationError": "saved_model",
+    "export_saved_model": "saved_model",
+    "tflite_filename": "saved_model",
+    "SERVING_BYTES": "serving",
+    "SERVING_IMAGES": "serving",
+    "SERVING_NORMALIZED": "serving",
+    "DelegatePartitions": "tflite",
+    "convert_to_tflite": "tflite",
+    "tflite_input": "tflite",
+    "tflite_op_codes": "tflite",
+    "xnnpack_partitions": "tflite",
+    "Agreement": "verify",
+    "compare_logits": "verify",
+    "tflite_logits": "verify",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)
 
 __all__ = [
     "SERVING_BYTES",

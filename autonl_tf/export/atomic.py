@@ -22,16 +22,12 @@ import tensorflow as tf
 from absl import logging
 
 from autonl_tf import files
-from autonl_tf.errors import UserError
+from autonl_tf.export.modes import ExportError
 
 __all__ = ["ExportError", "atomic_directory"]
 
 # Files whose presence identifies a directory as an earlier export that may be replaced.
 _EXPORT_MARKERS = ("saved_model.pb", files.EXPORT_CARD_FILE)
-
-
-class ExportError(UserError, RuntimeError):
-    """An export could not be produced; the message says why and what to do."""
 
 
 def _looks_like_export(path: str) -> bool:

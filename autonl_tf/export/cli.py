@@ -23,11 +23,18 @@ this module next to train_main.py/eval_main.py (which define --model_dir too) is
 
 from __future__ import annotations
 
+import functools
 import sys
 
 from absl import app, flags
 
-from autonl_tf.export.tflite import DEFAULT_TFLITE_MODES, TFLITE_MODES
+from autonl_tf._startup import quiet_tensorflow_startup
+from autonl_tf.export.modes import (
+    DEFAULT_TFLITE_MODES,
+    TFLITE_MODES,
+    ExportError,
+    parse_tflite_modes,
+)
 
 __all__ = ["PROGRAM", "define_flags", "main", "run"]
 
@@ -85,10 +92,6 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
 
 
 def _export(argv: list[str], f: flags.FlagValues):
-    from autonl_tf.export.atomic import ExportError
-    from autonl_tf.export.model_dir import export_from_model_dir
-    from autonl_tf.export.tflite import parse_tflite_modes
-
     if len(argv) > 1:
         raise ExportError(f"unexpected arguments: {' '.join(argv[1:])}")
     for required in ("model_dir", "export_dir"):
@@ -98,6 +101,9 @@ def _export(argv: list[str], f: flags.FlagValues):
         parse_tflite_modes(f.tflite)
     except ValueError as e:
         raise ExportError(f"--tflite: {e}") from None
+    quiet_tensorflow_startup()  # the flags are fine: now TensorFlow, without its CUDA-probe noise
+    from autonl_tf.export.model_dir import export_from_model_dir
+
     try:
         return export_from_model_dir(
             f.model_dir, f.export_dir, use_ema=f.use_ema, checkpoint_path=f.checkpoint_path,
@@ -123,7 +129,9 @@ def run() -> None:
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     from autonl_tf.training import cli as cli_lib
 
-    app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli_lib.parse_flags)
+    # TensorFlow is loaded once `_export` has checked the flags.
+    app.run(lambda argv: sys.exit(main(argv)),
+            flags_parser=functools.partial(cli_lib.parse_flags, load_tensorflow=False))
 
 
 if __name__ == "__main__":

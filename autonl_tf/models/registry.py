@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import pathlib
-
-import keras
+from typing import TYPE_CHECKING
 
 from autonl_tf.arch import ArchError, decode_arch
-from autonl_tf.models.builder import ModelSpec, build_model
+from autonl_tf.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["ARCH_DIR", "build_named_model", "list_models", "load_arch_file", "resolve_model_spec",
            "spec_from_blocks"]
@@ -73,4 +75,6 @@ def resolve_model_spec(arch: str) -> ModelSpec:
 
 def build_named_model(name: str, **kwargs) -> keras.Model:
     """Builds a model from a name/file/string (see `resolve_model_spec`); kwargs go to build_model."""
+    from autonl_tf.models.builder import build_model  # TensorFlow: only when building
+
     return build_model(resolve_model_spec(name), **kwargs)

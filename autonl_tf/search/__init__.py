@@ -9,26 +9,31 @@
 search_main.py runs the whole program (`autonl_tf.search.experiment`).
 """
 
-from autonl_tf.search.decode import (
-    arch_text,
-    build_child,
-    copy_weights_to_child,
-    current_decisions,
-    decision_from_gates,
-    set_decisions,
-)
-from autonl_tf.search.objective import COST_LOSSES, SearchObjective
-from autonl_tf.search.search_cost import SearchCost, TargetError
-from autonl_tf.search.space import (
-    ArchNotInSpaceError,
-    BlockDecision,
-    SearchBlock,
-    SearchSpace,
-    SearchSpaceError,
-    decisions_for_arch,
-    space_from_config,
-)
-from autonl_tf.search.supernet import Supernet
+from autonl_tf._lazy import lazy_attributes
+
+# Public names, imported on first use: `configs/search.py` imports `autonl_tf.search.spaces`
+# (plain data) while search_main.py parses its flags, before TensorFlow is needed.
+_WHERE = {
+    "arch_text": "decode",
+    "build_child": "decode",
+    "copy_weights_to_child": "decode",
+    "current_decisions": "decode",
+    "decision_from_gates": "decode",
+    "set_decisions": "decode",
+    "COST_LOSSES": "objective",
+    "SearchObjective": "objective",
+    "SearchCost": "search_cost",
+    "TargetError": "search_cost",
+    "ArchNotInSpaceError": "space",
+    "BlockDecision": "space",
+    "SearchBlock": "space",
+    "SearchSpace": "space",
+    "SearchSpaceError": "space",
+    "decisions_for_arch": "space",
+    "space_from_config": "space",
+    "Supernet": "supernet",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)
 
 __all__ = ["COST_LOSSES", "ArchNotInSpaceError", "BlockDecision", "SearchBlock", "SearchCost",
            "SearchObjective", "SearchSpace", "SearchSpaceError", "Supernet", "TargetError",

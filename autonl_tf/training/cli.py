@@ -18,9 +18,6 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_RUN_FAILED",
            "define_strategy_flags", "error_line", "exit_on_user_errors", "parse_flags",
            "quiet_tensorflow_startup", "run", "strategy_from_flags"]
 
-# The commands import this module before anything imports TensorFlow.
-quiet_tensorflow_startup()
-
 
 def define_strategy_flags() -> None:
     """--tpu, --tpu_zone, --gcp_project, --num_gpus, --num_cpu_replicas (Cloud TPU style)."""
@@ -48,10 +45,16 @@ def exit_on_user_errors(program: str | None = None):
     exit code (`autonl_tf.errors`: 2 bad input, 1 the run failed, 3 preempted), including tf.data
     errors caused by a damaged record (explained by `autonl_tf.data.diagnose` as a DataError).
     Anything else keeps its traceback (a bug)."""
-    from autonl_tf.data import diagnose
+    with errors.exit_on_errors(program):
+        try:
+            yield
+        except Exception:
+            if "tensorflow" in sys.modules:  # a tf.data pipeline may have met a damaged record
+                from autonl_tf.data import diagnose
 
-    with errors.exit_on_errors(program), diagnose.explain_input_errors(all_pipelines=True):
-        yield
+                with diagnose.explain_input_errors(all_pipelines=True):
+                    raise
+            raise
 
 
 def _config_override_keys(argv: list[str], config_flag: str) -> list[str]:
@@ -108,8 +111,12 @@ def _unknown_key(error: BaseException, argv: list[str], config_flag: str = "conf
     return message
 
 
-def parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str], *, load_tensorflow: bool = True) -> list[str]:
     """absl ``flags_parser`` for app.run: flag/config-override errors as one line, exit 2.
+
+    The flags and config files are checked before TensorFlow is loaded (a bad one is answered
+    at once); then, unless ``load_tensorflow`` is False (the command checks more first and calls
+    `quiet_tensorflow_startup` itself), TensorFlow is loaded without its CUDA-probe noise.
 
     absl reports `flags.Error` itself, but ml_collections raises KeyError/AttributeError/
     TypeError for an unknown or mistyped ``--config.<key>`` override, which would otherwise end
@@ -117,7 +124,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     """
     program = os.path.basename(argv[0]) if argv else "main"
     try:
-        return flags.FLAGS(argv)
+        remaining = flags.FLAGS(argv)
+        if load_tensorflow:
+            quiet_tensorflow_startup()
+        return remaining
     except SystemExit as e:
         # absl's --help/--helpfull print the usage and exit 1; asking for help is not an error.
         if any(a in ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")

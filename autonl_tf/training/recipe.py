@@ -79,7 +79,7 @@ def resolve_experiment(config: ml_collections.ConfigDict,
 
     Adds ``model.name`` (as given) and replaces ``model.arch`` by its block strings (a config
     without ``model.arch``, the search's, keeps its model section as it is); prepares
-    the data section (``autonl_tf.data.prepare``: data_dir, num_classes, example counts); adds
+    the data section (``autonl_tf.data.prepare``, preparation.py: data_dir, num_classes, example counts); adds
     ``train.steps_per_epoch``, ``train.total_steps`` and ``train.learning_rate`` (batch-scaled).
     Raises `ConfigError`, ``ArchError`` or ``DataError`` with a one-line message.
     """

@@ -48,7 +48,9 @@ def main(argv: list[str]) -> int:
     import pytest
 
     test_file, extra = argv[1], argv[2:]
-    args = [test_file, "-p", "no:cacheprovider"]
+    # Bazel already runs each test file as its own process, in parallel (--local_test_jobs):
+    # no pytest-xdist workers inside (pyproject.toml's addopts asks for them).
+    args = [test_file, "-p", "no:cacheprovider", "-n", "0"]
     test_tmpdir = os.environ.get("TEST_TMPDIR")
     if test_tmpdir:
         args.append("--basetemp=" + os.path.join(test_tmpdir, "pytest"))
