@@ -13,16 +13,21 @@ deterministic and tests/test_build_sync.py can check it):
   * py_library `test_support` (testonly): the non-test .py files under tests/
     (conftest.py, helpers), with README.md, pyproject.toml, the *_main.py files, and the
     non-Python files of tests/, benchmarks/ and scripts/ as data;
-  * py_pytest_test per pytest file under tests/ (`test_*.py` or `*_test.py`).
+  * py_pytest_test per pytest file under tests/ (`test_*.py` or `*_test.py`), or per
+    suite: the files that name the same suite form one target `<suite>_tests` (one pytest
+    process: TensorFlow starts and the shared fixtures are built once for all of them).
 
 A test file may tune its target with a directive comment on a line of its own,
 for example
 
     # bazel: size=large timeout=eternal tags=slow,subprocess
+    # bazel: suite=export
 
 Keys: size (small|medium|large|enormous, default medium), timeout
 (short|moderate|long|eternal, default long), tags (comma separated),
-shard_count (integer; the test must then support Bazel sharding).
+shard_count (integer; the test must then support Bazel sharding), suite (a name; a
+suite's target takes the largest size and timeout of its files and the union of their
+tags, and its files must agree on the tag `slow`).
 """
 
 from __future__ import annotations
@@ -124,10 +129,45 @@ def read_directives(path: Path) -> dict[str, str]:
                     raise ValueError(f"{where}: shard_count must be an integer")
                 if key == "tags" and not all(_TAG.match(t) for t in value.split(",")):
                     raise ValueError(f"{where}: bad tags {value!r}")
-                if key not in ("size", "timeout", "tags", "shard_count"):
+                if key == "suite" and not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+                    raise ValueError(f"{where}: suite must be a lower-case name, got {value!r}")
+                if key not in ("size", "timeout", "tags", "shard_count", "suite"):
                     raise ValueError(f"{where}: unknown bazel directive key {key!r}")
                 options[key] = value
     return options
+
+
+def _merge(path: str, merged: dict[str, str], opts: dict[str, str]) -> None:
+    """Folds one file's directives into its suite's: largest size and timeout, all tags."""
+    for key, order in (("size", _SIZES), ("timeout", _TIMEOUTS)):
+        if key in opts and (key not in merged or order.index(opts[key]) > order.index(merged[key])):
+            merged[key] = opts[key]
+    tags = set(merged.get("tags", "").split(",")) | set(opts.get("tags", "").split(","))
+    if ("slow" in merged.get("tags", "").split(",")) != ("slow" in opts.get("tags", "").split(",")):
+        raise ValueError(f"{path}: the files of suite {opts['suite']!r} must all have the tag "
+                         "'slow' or all lack it (CI runs the slow tier apart)")
+    if "shard_count" in opts:
+        raise ValueError(f"{path}: shard_count is per file; a suite cannot shard")
+    if tags - {""}:
+        merged["tags"] = ",".join(sorted(tags - {""}))
+
+
+def test_targets(root: Path, tree: Tree) -> list[tuple[str, list[str], dict[str, str]]]:
+    """(target name, test files, directives) of every py_pytest_test, sorted by name."""
+    targets: dict[str, tuple[list[str], dict[str, str]]] = {}
+    for path in tree.tests:
+        opts = read_directives(root / path)
+        if "suite" not in opts:
+            targets[test_target_name(path)] = ([path], opts)
+            continue
+        name = opts["suite"] + "_tests"
+        paths, merged = targets.setdefault(name, ([], {}))
+        if not paths:
+            merged.update({k: v for k, v in opts.items() if k != "suite"})
+        else:
+            _merge(path, merged, opts)
+        paths.append(path)
+    return [(name, *targets[name]) for name in sorted(targets)]
 
 
 def _q(s: str) -> str:
@@ -179,11 +219,12 @@ HEADER = """\
 # Offline CI runs .ci/bazel_test.sh, which swaps in the local stand-in
 # repositories under .ci/bazel/ -- nothing here depends on them.
 #
-# Each test target runs `pytest <file>` via tools/bazel/pytest_main.py, in the
-# runfiles tree (a copy of this tree holding only the declared files), with HOME
-# and TMPDIR inside the test's private TEST_TMPDIR. Tests therefore locate repo
-# files from Path(__file__).absolute() (not .resolve(), which leaves the runfiles
-# tree), start child processes with sys.executable, and write only under tmp_path.
+# Each test target runs pytest on its file (or on its suite's files, in one process)
+# via tools/bazel/pytest_main.py, in the runfiles tree (a copy of this tree holding
+# only the declared files), with HOME and TMPDIR inside the test's private
+# TEST_TMPDIR. Tests therefore locate repo files from Path(__file__).absolute() (not
+# .resolve(), which leaves the runfiles tree), start child processes with
+# sys.executable, and write only under tmp_path.
 """
 
 
@@ -239,9 +280,8 @@ def render(root: Path = ROOT) -> str:
         '    deps = [":autonl_tf"],\n'
         ")\n"
     )
-    for path in tree.tests:
-        opts = read_directives(root / path)
-        lines = [f"    name = {_q(test_target_name(path))},", f"    src = {_q(path)},"]
+    for name, paths, opts in test_targets(root, tree):
+        lines = [f"    name = {_q(name)},", f"    srcs = {_list(paths)},"]
         if "size" in opts:
             lines.append(f"    size = {_q(opts['size'])},")
         if "timeout" in opts:
@@ -249,7 +289,7 @@ def render(root: Path = ROOT) -> str:
         if "shard_count" in opts:
             lines.append(f"    shard_count = {int(opts['shard_count'])},")
         tags = set(opts["tags"].split(",")) if "tags" in opts else set()
-        if path == SYNC_TEST:
+        if SYNC_TEST in paths:
             # It checks the source tree itself, which Bazel does not track as inputs
             # of the test: "external" means never cache its result.
             tags.add("external")

@@ -1,4 +1,5 @@
 """The architecture-string codec: grammar, round trips and strict errors."""
+# bazel: suite=models
 
 import pytest
 

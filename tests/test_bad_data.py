@@ -6,6 +6,7 @@ that is not a tf.train.Example. Expected: one `DataError` line naming the shard 
 record and the field (exit 2 from the commands), or with data.skip_corrupt a completed run
 that reports the skipped records per shard.
 """
+# bazel: suite=data
 
 from __future__ import annotations
 

@@ -2,12 +2,15 @@
 
 Fix any failure here with:  python scripts/sync_build.py
 """
+# bazel: suite=repo
 
 import importlib.util
 import os
 import re
 import sys
 from pathlib import Path
+
+import pytest
 
 # Under `bazel test` this file is a symlink into the source tree; resolving it
 # checks the real tree (the runfiles tree only holds what BUILD already names).
@@ -53,7 +56,7 @@ def test_every_test_file_has_a_test_target():
     missing = [
         path
         for path in sync.scan(ROOT).tests
-        if not re.search(r'\bsrc\s*=\s*"' + re.escape(path) + '"', text)
+        if not re.search(r'py_pytest_test\([^)]*"' + re.escape(path) + '"', text)
     ]
     assert not missing, f"{FIX}\nno py_pytest_test for: {missing}"
 
@@ -87,3 +90,33 @@ def test_slow_files_carry_the_bazel_tag():
             disagree.append(path)
     assert not disagree, ("`pytestmark = pytest.mark.slow` and `# bazel: ... tags=slow` go "
                           f"together (then run python scripts/sync_build.py): {disagree}")
+
+
+def _tree_with(tmp_path, files: dict[str, str]) -> Path:
+    (tmp_path / "tests").mkdir()
+    for name, text in files.items():
+        (tmp_path / "tests" / name).write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def test_a_suite_is_one_target_with_its_largest_size_and_all_tags(tmp_path):
+    sync = _sync_build()
+    root = _tree_with(tmp_path, {
+        "test_a.py": '"""A."""\n# bazel: suite=demo\n',
+        "test_b.py": '"""B."""\n# bazel: size=large tags=subprocess suite=demo\n',
+        "test_c.py": '"""C."""\n',
+    })
+    targets = sync.test_targets(root, sync.scan(root))
+    assert [(name, paths) for name, paths, _ in targets] == [
+        ("demo_tests", ["tests/test_a.py", "tests/test_b.py"]), ("test_c", ["tests/test_c.py"])]
+    assert targets[0][2] == {"size": "large", "tags": "subprocess"}
+    assert 'srcs = [\n        "tests/test_a.py",\n        "tests/test_b.py",\n    ],' in (
+        sync.render(root))
+
+
+def test_a_suite_may_not_mix_slow_and_fast_files(tmp_path):
+    sync = _sync_build()
+    root = _tree_with(tmp_path, {"test_a.py": "# bazel: suite=demo\n",
+                                 "test_b.py": "# bazel: tags=slow suite=demo\n"})
+    with pytest.raises(ValueError, match=r"tests/test_b\.py: .*'slow'"):
+        sync.test_targets(root, sync.scan(root))

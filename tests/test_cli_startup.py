@@ -4,6 +4,7 @@ A bad flag, an unknown config key or a bad ``--tflite`` mode is answered in a fr
 second (exit 2, one line), ``--help`` too, and the profiler never loads TensorFlow. Checked on
 the real commands, as subprocesses, with Python's ``-X importtime`` report of what they imported.
 """
+# bazel: suite=repo
 
 from __future__ import annotations
 

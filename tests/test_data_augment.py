@@ -1,4 +1,5 @@
 """AutoAugment / RandAugment ops against their PIL definitions; policy plumbing."""
+# bazel: suite=data
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """The TFRecord builder: folder of class sub-folders -> ImageNet-layout shards."""
+# bazel: suite=data
 
 from __future__ import annotations
 

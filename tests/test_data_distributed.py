@@ -2,6 +2,7 @@
 
 tests/conftest.py splits the CPU into two logical devices before TensorFlow starts.
 """
+# bazel: suite=data
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """The generated (embedded) dataset: deterministic, cached, read by the same pipeline."""
+# bazel: suite=data
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """tf.data pipelines on real JPEG TFRecords written by the builder."""
+# bazel: suite=data
 
 from __future__ import annotations
 

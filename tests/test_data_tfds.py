@@ -1,4 +1,5 @@
 """'tfds:<name>' datasets: a tiny generated TFDS dataset, prepared offline in a tmp dir."""
+# bazel: suite=data
 
 from __future__ import annotations
 

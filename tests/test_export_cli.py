@@ -1,4 +1,5 @@
 """``python -m autonl_tf.export`` on a model dir written by the training library."""
+# bazel: suite=export
 
 import json
 import os

@@ -4,6 +4,7 @@ MediaPipe's ImageClassifier is what a phone app would use: it reads the normalis
 labels from the model's metadata, so agreeing with the LiteRT interpreter on every image shows
 that the exported files are usable as they are.
 """
+# bazel: suite=export
 
 import numpy as np
 import pytest

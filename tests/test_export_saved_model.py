@@ -1,4 +1,5 @@
 """SavedModel export: signatures, equality with Keras, bad images, saved_model_cli, atomicity."""
+# bazel: suite=export
 
 import json
 import os

@@ -1,4 +1,5 @@
 """TFLite conversion: builtin ops only, agreement with TensorFlow per mode, cards, verification."""
+# bazel: suite=export
 
 import json
 

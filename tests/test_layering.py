@@ -6,6 +6,7 @@
 Imports inside functions count too (they are still dependencies), and no two packages may
 import each other, directly or through others.
 """
+# bazel: suite=repo
 
 import ast
 import pathlib

@@ -1,4 +1,5 @@
 """LightNL against a plain numpy transcription of its formula (docs/lightnl.md), and its Keras behaviour."""
+# bazel: suite=models
 
 import keras
 import numpy as np

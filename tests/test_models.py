@@ -1,4 +1,5 @@
 """The network builder: published sizes, serialisation, XLA, mixed precision, bad sizes."""
+# bazel: suite=models
 
 import keras
 import numpy as np

@@ -5,6 +5,7 @@ a trained model) and its stem convolution scaled by 300. LightNL's aggregation q
 in its input, so a noisy image overflows float32 after three stacked blocks, while an image at
 the normalisation mean (zero input) stays finite.
 """
+# bazel: suite=export
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """The demo pipeline's acceptance checks (the full pipeline itself runs in CI, .ci/run)."""
+# bazel: suite=repo
 
 import json
 

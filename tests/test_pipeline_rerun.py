@@ -1,4 +1,5 @@
 """A rerun of the finished pipeline does not redo its evaluation or export."""
+# bazel: suite=repo
 
 import json
 

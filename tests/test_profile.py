@@ -1,4 +1,5 @@
 """The profiler CLI and its cross-check against TensorFlow's graph profiler."""
+# bazel: suite=models
 
 import json
 import os

@@ -18,7 +18,7 @@ exercised:
 `test_every_readme_command_has_an_entry` fails when the README gains a command the table does
 not cover (or the table keeps one the README dropped).
 """
-# bazel: size=large timeout=long tags=subprocess
+# bazel: size=large timeout=long tags=subprocess suite=repo
 
 from __future__ import annotations
 

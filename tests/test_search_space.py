@@ -1,4 +1,5 @@
 """Search space config and the analytic search cost: validation, exact costs, feasible range."""
+# bazel: suite=search
 
 import copy
 import dataclasses

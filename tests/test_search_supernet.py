@@ -1,4 +1,5 @@
 """The supernet: exact agreement with the decoded child, gradients, lambda's direction, XLA."""
+# bazel: suite=search
 
 import keras
 import numpy as np

@@ -1,6 +1,7 @@
 """The training driver on the real input pipeline (small embedded set): XLA + bfloat16 on CPU,
 1 vs 2 replicas, checkpoints across strategies, exact resume, NaN guard, custom train_step models.
 """
+# bazel: suite=training
 
 import os
 

@@ -1,5 +1,6 @@
 """Exact evaluation (padding weighted out, any replica count), eval_results.json, loading a
 trained model dir for inference (EMA / raw), and its errors."""
+# bazel: suite=training
 
 import json
 import os

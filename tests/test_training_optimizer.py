@@ -1,4 +1,5 @@
 """TF1RMSprop: the TF1 ApplyRMSProp kernel's arithmetic, mean-square init, Keras EMA features."""
+# bazel: suite=training
 
 import keras
 import numpy as np

@@ -1,4 +1,5 @@
 """The recipe's pieces: configs and overrides, LR schedule, losses, weight decay, resolution."""
+# bazel: suite=training
 
 import json
 

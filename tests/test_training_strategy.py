@@ -6,6 +6,7 @@ classes with unittest.mock stand-ins and check that `create_strategy` wires them
 expects (resolver from --tpu/--tpu_zone/--gcp_project, connect, initialise, TPUStrategy on the
 resolver). Real multi-worker training runs in tests/test_train_main.py.
 """
+# bazel: suite=training
 
 import json
 from unittest import mock

@@ -1,19 +1,19 @@
-"""`py_pytest_test`: a py_test that runs one pytest file through tools/bazel/pytest_main.py."""
+"""`py_pytest_test`: a py_test that runs pytest files through tools/bazel/pytest_main.py."""
 
 _MAIN = "//tools/bazel:pytest_main.py"
 
 def py_pytest_test(
         name,
-        src,
+        srcs,
         deps = ["//:autonl_tf", "//:test_support"],
         size = "medium",
         timeout = "long",
         **kwargs):
-    """Declares a py_test running the pytest file `src`.
+    """Declares a py_test running the pytest files `srcs` in one pytest process.
 
     Args:
       name: target name.
-      src: the test file, e.g. "tests/test_foo.py".
+      srcs: the test files, e.g. ["tests/test_foo.py"].
       deps: py_library targets the test needs; by default the library and the
         test support files (tests/conftest.py, helpers, pyproject.toml, ...).
       size: Bazel test size (resources); "medium" by default.
@@ -23,9 +23,9 @@ def py_pytest_test(
     """
     native.py_test(
         name = name,
-        srcs = [src, _MAIN],
+        srcs = srcs + [_MAIN],
         main = _MAIN,
-        args = ["$(location %s)" % src],
+        args = ["$(location %s)" % src for src in srcs],
         deps = deps,
         size = size,
         timeout = timeout,

@@ -1,11 +1,11 @@
-"""Shared `main` of every Bazel py_test in this repository: runs one pytest file.
+"""Shared `main` of every Bazel py_test in this repository: runs pytest files.
 
 Bazel runs a py_test as a plain Python program, but the tests of this project are
 pytest-style (plain functions/classes, fixtures from tests/conftest.py). Every
 `py_pytest_test` target (tools/bazel/pytest.bzl) therefore uses this file as its
-main and passes the test file as its first argument:
+main and passes its test files (one, or a suite's) first:
 
-    pytest_main.py tests/test_foo.py [extra pytest args...]
+    pytest_main.py tests/test_foo.py [tests/test_bar.py ...] [extra pytest args...]
 
 Extra arguments come from `bazel test --test_arg=...`, e.g. `--test_arg=-k --test_arg=name`.
 
@@ -40,17 +40,22 @@ def _prepare_environment() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2:
-        print(f"usage: {argv[0]} TEST_FILE [PYTEST_ARGS...]", file=sys.stderr)
+    files = []
+    for arg in argv[1:]:
+        if arg.startswith("-") or not arg.endswith(".py"):
+            break
+        files.append(arg)
+    if not files:
+        print(f"usage: {argv[0]} TEST_FILE [TEST_FILE...] [PYTEST_ARGS...]", file=sys.stderr)
         return 2
     _prepare_environment()
 
     import pytest
 
-    test_file, extra = argv[1], argv[2:]
-    # Bazel already runs each test file as its own process, in parallel (--local_test_jobs):
+    extra = argv[len(files) + 1:]
+    # Bazel already runs each target as its own process, in parallel (--local_test_jobs):
     # no pytest-xdist workers inside (pyproject.toml's addopts asks for them).
-    args = [test_file, "-p", "no:cacheprovider", "-n", "0"]
+    args = [*files, "-p", "no:cacheprovider", "-n", "0"]
     test_tmpdir = os.environ.get("TEST_TMPDIR")
     if test_tmpdir:
         args.append("--basetemp=" + os.path.join(test_tmpdir, "pytest"))
@@ -61,7 +66,7 @@ def main(argv: list[str]) -> int:
     status = pytest.main(args + extra)
     if status == pytest.ExitCode.NO_TESTS_COLLECTED:
         # A plain `pytest` run treats a file without tests as fine; so do we.
-        print(f"pytest_main: no tests collected from {test_file}", file=sys.stderr)
+        print(f"pytest_main: no tests collected from {' '.join(files)}", file=sys.stderr)
         return 0
     return int(status)
 
