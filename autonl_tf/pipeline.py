@@ -87,7 +87,7 @@ def evaluated_already(train_dir: str) -> str | None:
 def exported_already(train_dir: str, export_dir: str, tflite_modes: str | None) -> str | None:
     """export_card.json says the export holds the latest checkpoint's EMA weights and modes
     (None: the export command's default modes, of which a failed int8 may have been left out)."""
-    from autonl_tf.export.tflite import DEFAULT_TFLITE_MODES
+    from autonl_tf.export.modes import DEFAULT_TFLITE_MODES
 
     latest = _latest_checkpoint_name(train_dir)
     path = os.path.join(export_dir, files.EXPORT_CARD_FILE)

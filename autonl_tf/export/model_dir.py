@@ -20,8 +20,8 @@ from absl import logging
 
 from autonl_tf import files
 from autonl_tf.export.atomic import ExportError
+from autonl_tf.export.modes import parse_tflite_modes
 from autonl_tf.export.saved_model import ExportResult, export_saved_model
-from autonl_tf.export.tflite import parse_tflite_modes
 
 __all__ = ["eval_images", "export_from_model_dir", "export_trained_model", "read_labels"]
 

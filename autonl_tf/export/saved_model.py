@@ -30,19 +30,14 @@ from autonl_tf.errors import RunFailure
 from autonl_tf.export import cards
 from autonl_tf.export.atomic import ExportError, atomic_directory
 from autonl_tf.export.metadata import embed_classifier_metadata
+from autonl_tf.export.modes import MODE_DESCRIPTIONS, MODE_SELECTION, parse_tflite_modes
 from autonl_tf.export.serving import (
     SERVING_BYTES,
     SERVING_IMAGES,
     SERVING_NORMALIZED,
     ClassifierServingModule,
 )
-from autonl_tf.export.tflite import (
-    MODE_DESCRIPTIONS,
-    MODE_SELECTION,
-    assert_builtin_ops_only,
-    convert_to_tflite,
-    parse_tflite_modes,
-)
+from autonl_tf.export.tflite import assert_builtin_ops_only, convert_to_tflite
 from autonl_tf.export.verify import Agreement, compare_logits, tflite_logits
 from autonl_tf.models import ModelSpec
 

@@ -30,25 +30,14 @@ from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.python import schema_util
 
 from autonl_tf.data import preprocessing
-from autonl_tf.export.modes import (  # noqa: F401  (part of this module's API)
-    DEFAULT_TFLITE_MODES,
-    MODE_DESCRIPTIONS,
-    MODE_SELECTION,
-    TFLITE_MODES,
-    parse_tflite_modes,
-)
+from autonl_tf.export.modes import MODE_DESCRIPTIONS, TFLITE_MODES
 
 __all__ = [
-    "DEFAULT_TFLITE_MODES",
-    "MODE_DESCRIPTIONS",
-    "MODE_SELECTION",
-    "TFLITE_MODES",
     "DelegatePartitions",
     "OpCode",
     "activation_ranges",
     "assert_builtin_ops_only",
     "convert_to_tflite",
-    "parse_tflite_modes",
     "tflite_input",
     "tflite_op_codes",
     "xnnpack_partitions",
