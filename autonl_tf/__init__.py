@@ -15,11 +15,9 @@ _PARSE_BEFORE_TENSORFLOW = ("autonl_tf.profile", "autonl_tf.pipeline", "autonl_t
 
 
 def _command_module() -> str | None:
-    """``autonl_tf.x`` while ``python -m autonl_tf.x`` imports this package, else None."""
+    """The module ``x`` of ``python -m x`` (the interpreter's own command line), else None."""
     argv = getattr(sys, "orig_argv", [])
-    if sys.argv[:1] != ["-m"] or "-m" not in argv[:-1]:
-        return None
-    return argv[argv.index("-m") + 1]
+    return argv[argv.index("-m") + 1] if "-m" in argv[:-1] else None
 
 
 if sys.argv[:1] == ["-m"] and _command_module() not in _PARSE_BEFORE_TENSORFLOW:

@@ -15,12 +15,11 @@ pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider)
 if [ $# -gt 0 ]; then
   exec "${pytest[@]}" tests "$@"
 fi
-# pytest spreads the slow tier's files over pytest-xdist workers (pyproject.toml's addopts);
-# Bazel runs the fast tier, 1.5 targets (suites of test files) per core. Run side by side the
-# two tiers took as long as one after the other (2026-12-02, 2 cores: 433 s vs 428 s): the
-# cores are busy either way.
-# The slow tier's workers mostly wait on the programs they start: one worker more than cores
-# (at most 5) keeps the cores busy (2 cores: 283 s with 3 workers, 329 s with 2).
+# pytest spreads the slow tier's files over pytest-xdist workers, one more than cores (at most
+# 5): they mostly wait on the programs they start (2 cores: 283 s with 3 workers, 329 s with 2,
+# 335 s with 4). Bazel runs the fast tier, 1.5 targets (suites of test files) per core. The two
+# tiers side by side took as long as one after the other (433 s vs 428 s): the cores are busy
+# either way.
 slow_workers=$(( $(nproc) + 1 < 5 ? $(nproc) + 1 : 5 ))
 echo "[test] slow tier (pytest -m slow, $slow_workers workers)"
 "${pytest[@]}" tests -m slow -n "$slow_workers"

@@ -24,7 +24,7 @@ from absl import logging
 from autonl_tf import files
 from autonl_tf.export.modes import ExportError
 
-__all__ = ["ExportError", "atomic_directory"]
+__all__ = ["atomic_directory"]
 
 # Files whose presence identifies a directory as an earlier export that may be replaced.
 _EXPORT_MARKERS = ("saved_model.pb", files.EXPORT_CARD_FILE)

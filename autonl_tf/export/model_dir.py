@@ -19,8 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from autonl_tf import files
-from autonl_tf.export.atomic import ExportError
-from autonl_tf.export.modes import parse_tflite_modes
+from autonl_tf.export.modes import ExportError, parse_tflite_modes
 from autonl_tf.export.saved_model import ExportResult, export_saved_model
 
 __all__ = ["eval_images", "export_from_model_dir", "export_trained_model", "read_labels"]

@@ -17,6 +17,7 @@ __all__ = ["DEFAULT_TFLITE_MODES", "MODE_DESCRIPTIONS", "MODE_SELECTION", "TFLIT
 class ExportError(UserError, RuntimeError):
     """An export could not be produced; the message says why and what to do."""
 
+
 # mode -> what it means (also written into the model card).
 MODE_DESCRIPTIONS = {
     "float32": "float32 weights and activations",

@@ -28,9 +28,14 @@ from absl import logging
 from autonl_tf import files
 from autonl_tf.errors import RunFailure
 from autonl_tf.export import cards
-from autonl_tf.export.atomic import ExportError, atomic_directory
+from autonl_tf.export.atomic import atomic_directory
 from autonl_tf.export.metadata import embed_classifier_metadata
-from autonl_tf.export.modes import MODE_DESCRIPTIONS, MODE_SELECTION, parse_tflite_modes
+from autonl_tf.export.modes import (
+    MODE_DESCRIPTIONS,
+    MODE_SELECTION,
+    ExportError,
+    parse_tflite_modes,
+)
 from autonl_tf.export.serving import (
     SERVING_BYTES,
     SERVING_IMAGES,

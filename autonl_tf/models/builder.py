@@ -14,8 +14,7 @@ from autonl_tf.arch import expand_repeats
 from autonl_tf.layers.mbconv import CONV_INITIALIZER, MBConvBlock, activation_fn
 from autonl_tf.models.spec import ModelSpec, check_image_size
 
-__all__ = ["ModelSpec", "build_model", "check_image_size", "classifier_layers", "head_layers",
-           "stem_layers"]
+__all__ = ["build_model", "classifier_layers", "head_layers", "stem_layers"]
 
 
 def _conv_bn_activation(prefix: str, filters: int, kernel_size: int, strides: int,

@@ -17,7 +17,8 @@ import numpy as np
 
 from autonl_tf.arch import encode_arch
 from autonl_tf.layers.mbconv import MBConvBlock
-from autonl_tf.models.builder import ModelSpec, build_model
+from autonl_tf.models.builder import build_model
+from autonl_tf.models.spec import ModelSpec
 from autonl_tf.search.layers import SuperMBConvBlock
 from autonl_tf.search.space import BlockDecision, SearchBlock
 from autonl_tf.search.supernet import Supernet

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from autonl_tf.arch import BlockSpec, encode_block, expand_repeats
 from autonl_tf.errors import UserError
 from autonl_tf.layers.mbconv import ACTIVATIONS
-from autonl_tf.models.builder import ModelSpec
 from autonl_tf.models.registry import spec_from_blocks
+from autonl_tf.models.spec import ModelSpec
 
 __all__ = [
     "ArchNotInSpaceError",
