@@ -7,7 +7,13 @@ import pytest
 import tensorflow as tf
 
 from autonl_tf.models import build_model, resolve_model_spec
-from autonl_tf.search import BlockDecision, SearchObjective, Supernet, space_from_config
+from autonl_tf.search import (
+    BlockDecision,
+    SearchCost,
+    SearchObjective,
+    Supernet,
+    space_from_config,
+)
 from autonl_tf.search import spaces as search_space_config
 from autonl_tf.search.decode import (
     arch_text,
@@ -119,8 +125,7 @@ def test_a_skipped_block_is_the_identity():
 
 
 def _supernet(space, lam, target_fraction=0.5, image_size=32, loss="target"):
-    probe = Supernet(space, num_classes=CLASSES, image_size=image_size, width_multiplier=WIDTH)
-    low, high = probe.search_cost.feasible_range()
+    low, high = SearchCost(space, image_size, CLASSES, WIDTH).feasible_range()
     objective = SearchObjective(target_macs=low + target_fraction * (high - low),
                                 cost_weight=lam, cost_loss=loss)
     return Supernet(space, num_classes=CLASSES, image_size=image_size, width_multiplier=WIDTH,
@@ -181,8 +186,7 @@ def test_lambda_zero_and_huge_lambda_move_decisions_in_opposite_directions():
 
 def test_cost_term_is_off_during_warmup():
     space = micro_space()
-    probe = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH)
-    low, high = probe.search_cost.feasible_range()
+    low, high = SearchCost(space, 32, CLASSES, WIDTH).feasible_range()
     objective = SearchObjective(target_macs=low, cost_weight=10.0, warmup_steps=3)
     assert float(objective.cost_weight_at(2)) == 0.0
     assert float(objective.cost_weight_at(3)) == 10.0
@@ -235,8 +239,7 @@ def test_short_search_lands_on_its_target(fraction):
     benchmarks/search_targets.py runs the full demo search on the embedded dataset)."""
     keras.utils.set_random_seed(0)
     space = tiny_space()
-    probe = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH)
-    target = fraction * probe.search_cost.feasible_range()[1]
+    target = fraction * SearchCost(space, 32, CLASSES, WIDTH).feasible_range()[1]
     steps = 150
     supernet = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH,
                         objective=SearchObjective(target_macs=target, cost_weight=5.0,
@@ -267,8 +270,7 @@ def test_lightnl_thresholds_get_the_task_gradient_after_the_warmup():
     a non-zero cross-entropy gradient."""
     keras.utils.set_random_seed(0)
     space, warmup = micro_space(), 30
-    probe = Supernet(space, num_classes=CLASSES, image_size=64, width_multiplier=WIDTH)
-    target = 0.5 * sum(probe.search_cost.feasible_range())
+    target = 0.5 * sum(SearchCost(space, 64, CLASSES, WIDTH).feasible_range())
     supernet = Supernet(space, num_classes=CLASSES, image_size=64, width_multiplier=WIDTH,
                         objective=SearchObjective(target_macs=target, warmup_steps=warmup),
                         indicator_keep_probability=0.6)

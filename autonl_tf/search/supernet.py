@@ -300,13 +300,15 @@ class Supernet(keras.Model):
         return dropped
 
     def search_losses(self, images, labels, training: bool = True,
-                      forward_gates: dict[str, dict] | None = None) -> dict:
+                      forward_gates: dict[str, dict] | None = None,
+                      gates: dict[str, dict] | None = None) -> dict:
         """Forward pass and every loss term (float32 scalars), for ``train_step`` and tests.
 
+        ``gates``: the thresholds' indicators (`block_gates`) when the caller has them already.
         ``forward_gates``: the indicators of the forward pass when they differ from the
         thresholds' (the warm-up's dropped indicators); the cost term always uses the latter.
         """
-        gates = self.block_gates()
+        gates = self.block_gates() if gates is None else gates
         logits = self(images, training=training,
                       gates=gates if forward_gates is None else forward_gates)
         cross_entropy = self.cross_entropy(labels, logits)
@@ -329,9 +331,12 @@ class Supernet(keras.Model):
         weights, thresholds = self.weight_variables, self.threshold_variables
         deciding = self.deciding()
         with tf.GradientTape() as tape:
-            forward = self.dropped_gates(self.block_gates(), self.indicator_keep_probability,
-                                         1.0 - deciding)
-            terms = self.search_losses(images, labels, training=True, forward_gates=forward)
+            # The indicators once: the dropped forward ones derive from them (the same values
+            # and gradients as computing them twice, half the graph).
+            gates = self.block_gates()
+            forward = self.dropped_gates(gates, self.indicator_keep_probability, 1.0 - deciding)
+            terms = self.search_losses(images, labels, training=True, forward_gates=forward,
+                                       gates=gates)
             # Each replica holds 1/num_replicas of the mean; the optimizers sum over replicas.
             loss = self.optimizer.scale_loss(scale_loss_for_distribution(terms["loss"]))
         grads = tape.gradient(loss, weights + thresholds)
