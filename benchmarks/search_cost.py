@@ -46,15 +46,13 @@ def main(argv):
     import numpy as np
 
     from autonl_tf.models import build_model
-    from autonl_tf.search import SearchObjective, Supernet, space_from_config
+    from autonl_tf.search import SearchCost, SearchObjective, Supernet, space_from_config
     from autonl_tf.search import spaces as search_space_config
 
     space = space_from_config(search_space_config.get_config(FLAGS.space))
     size, width, classes = FLAGS.image_size, FLAGS.width_multiplier, FLAGS.num_classes
     keras.utils.set_random_seed(0)
-    probe = Supernet(space, num_classes=classes, image_size=size, width_multiplier=width)
-    low, high = probe.search_cost.feasible_range()
-    del probe
+    low, high = SearchCost(space, size, classes, width).feasible_range()
     supernet = Supernet(space, num_classes=classes, image_size=size, width_multiplier=width,
                         objective=SearchObjective(target_macs=(low + high) / 2, cost_weight=5.0))
     supernet.compile(keras.optimizers.SGD(0.01, momentum=0.9), keras.optimizers.Adam(0.01),
@@ -85,7 +83,8 @@ def main(argv):
           f"{size} px, width {width:g}, batch {FLAGS.batch_size}, XLA "
           f"{'on' if FLAGS.jit_compile else 'off'}")
     print(f"largest child: {high / 1e6:.3f}M MACs; first steps (tracing) supernet "
-          f"{supernet_compile:.1f}s, child {child_compile:.1f}s")
+          f"{supernet_compile:.1f}s, child {child_compile:.1f}s (ratio "
+          f"{supernet_compile / child_compile:.2f})")
     print(f"supernet train step     {1e3 * supernet_step:8.1f} ms")
     print(f"largest child train step {1e3 * child_step:8.1f} ms")
     print(f"search_cost_ratio {supernet_step / child_step:.2f}  (supernet step / largest-child "
