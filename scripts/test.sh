@@ -16,10 +16,10 @@ if [ $# -gt 0 ]; then
   exec "${pytest[@]}" tests "$@"
 fi
 # pytest spreads the slow tier's files over pytest-xdist workers, one more than cores (at most
-# 5): they mostly wait on the programs they start (2 cores: 283 s with 3 workers, 329 s with 2,
-# 335 s with 4). Bazel runs the fast tier, 1.5 targets (suites of test files) per core. The two
-# tiers side by side took as long as one after the other (433 s vs 428 s): the cores are busy
-# either way.
+# 5), so that a core has work while a worker starts a program or waits for one (2 cores: 283 s
+# with 3 workers, 329 s with 2, 335 s with 4; with 3 both cores were busy 99% of the run).
+# Bazel runs the fast tier, one target (a suite of test files) per core. The two tiers side by
+# side took as long as one after the other (433 s vs 428 s): the cores are busy either way.
 slow_workers=$(( $(nproc) + 1 < 5 ? $(nproc) + 1 : 5 ))
 echo "[test] slow tier (pytest -m slow, $slow_workers workers)"
 "${pytest[@]}" tests -m slow -n "$slow_workers"
