@@ -23,7 +23,7 @@ from PIL import Image
 
 from autonl_tf import data
 from autonl_tf.data import build_tfrecords, diagnose
-from autonl_tf.training import experiment, testing
+from autonl_tf.training import experiment, programs, testing
 from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env, to_flags
 
 NUM_CLASSES = 3
@@ -214,25 +214,25 @@ def test_commands_exit_2_with_one_line_on_damaged_data(own_data, tmp_path):
     args = ["--config=demo", f"--model_dir={model_dir}",
             *to_flags({k: v for k, v in testing.tiny_overrides(data_dir, 6).items()
                        if not k.startswith("data.embedded.")})]
-    completed = subprocess.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
-                               env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    completed = programs.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
+                             env=subprocess_env(), capture_output=True, text=True, timeout=300)
     line = _one_error_line(completed)
     assert f"{DAMAGED_SHARD}, record {index}: image/encoded" in line
 
     # A good run, then evaluation and export over a damaged validation shard.
     shutil.rmtree(model_dir, ignore_errors=True)
     args = [a.replace(data_dir, own_data) for a in args]
-    completed = subprocess.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
-                               env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    completed = programs.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
+                             env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    rerun = subprocess.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
-                           env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    rerun = programs.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
+                         env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert rerun.stdout.startswith(f"nothing to train: {model_dir} is already at step 6 "
                                    "(train steps 6); checkpoint"), rerun.stdout
     bad_eval, index = damaged_copy(own_data, str(tmp_path / "e"), "label_0",
                                    shard="validation-00000-of-00001")
-    completed = subprocess.run(
+    completed = programs.run(
         main_command("eval_main.py", f"--model_dir={model_dir}", f"--data_dir={bad_eval}"),
         cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     line = _one_error_line(completed)

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from autonl_tf import _startup
+from autonl_tf.training import programs
 from autonl_tf.training import strategy as strategy_lib
 from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env
 
@@ -21,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def _run(*command: str, timeout: int = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(list(command), cwd=REPO_ROOT, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return programs.run(list(command), cwd=REPO_ROOT, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=timeout)
 
 
 def _error_line(completed: subprocess.CompletedProcess, code: int = 2) -> str:

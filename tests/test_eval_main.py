@@ -11,7 +11,7 @@ import time
 import pytest
 
 from autonl_tf import files
-from autonl_tf.training import evaluation, testing
+from autonl_tf.training import evaluation, programs, testing
 from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env, to_flags
 
 pytestmark = pytest.mark.slow
@@ -29,8 +29,8 @@ def trained(tiny_trained):
 
 
 def _eval(*args, timeout=180):
-    return subprocess.run(main_command("eval_main.py", *args), cwd=REPO_ROOT,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+    return programs.run(main_command("eval_main.py", *args), cwd=REPO_ROOT,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def _copy(trained, tmp_path):
@@ -60,14 +60,14 @@ def test_continuous_evaluation_follows_a_running_trainer(data_dir, tmp_path):
     """The evaluator starts first, waits for the trainer, evaluates checkpoints as they appear
     and stops by itself after the final training step."""
     model_dir = tmp_path / "live"
-    evaluator = subprocess.Popen(
+    evaluator = programs.Popen(
         main_command("eval_main.py", f"--model_dir={model_dir}", "--continuous",
                      "--eval_timeout=120"),
         cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:
         time.sleep(1)
-        train = subprocess.run(
+        train = programs.run(
             main_command("train_main.py", "--config=demo", f"--model_dir={model_dir}",
                          *to_flags(testing.tiny_overrides(data_dir, 60,
                                                           train__checkpoint_every_steps=20))),

@@ -15,6 +15,7 @@ from absl import flags
 from autonl_tf.export import SERVING_NORMALIZED, cli
 from autonl_tf.export import saved_model as saved_model_lib
 from autonl_tf.models import resolve_model_spec
+from autonl_tf.training import programs
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -29,8 +30,8 @@ def _export_command(*args: str, tmp_path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2",
                HOME=str(tmp_path), TMPDIR=str(tmp_path))
     env.pop("TF_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "autonl_tf.export", *args], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    return programs.run([sys.executable, "-m", "autonl_tf.export", *args], cwd=REPO_ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
 
 
 def _run_in_process(*args: str) -> int:

@@ -21,6 +21,7 @@ from autonl_tf.export import (
     testing,
 )
 from autonl_tf.export import saved_model as saved_model_lib
+from autonl_tf.training import programs
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32
@@ -135,8 +136,8 @@ def test_export_card_and_labels_file(exported):
 def _run(command: list[str], tmp_path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2",
                HOME=str(tmp_path), TMPDIR=str(tmp_path))
-    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return programs.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                        timeout=300)
 
 
 def _bytes_literal(data: bytes) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from autonl_tf.models import resolve_model_spec
 from autonl_tf.search import SearchCost, space_from_config
+from autonl_tf.training import programs
 from autonl_tf.training.config import config_module
 from autonl_tf.training.testing import (
     REPO_ROOT,
@@ -54,8 +55,8 @@ def _micro_range() -> tuple[int, int]:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(main_command("search_main.py", *args), cwd=REPO_ROOT,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    return programs.run(main_command("search_main.py", *args), cwd=REPO_ROOT,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from autonl_tf.training import testing
+from autonl_tf.training import programs, testing
 from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env, to_flags
 
 pytestmark = pytest.mark.slow
@@ -31,9 +31,9 @@ def _train_args(data_dir, model_dir, train_steps, **extra):
 
 
 def _run(args, timeout=240, **env):
-    return subprocess.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
-                          env=subprocess_env(**env), capture_output=True, text=True,
-                          timeout=timeout)
+    return programs.run(main_command("train_main.py", *args), cwd=REPO_ROOT,
+                        env=subprocess_env(**env), capture_output=True, text=True,
+                        timeout=timeout)
 
 
 def _assert_one_line_error(proc, pattern):
@@ -48,9 +48,9 @@ def test_sigterm_checkpoints_and_exits(data_dir, tmp_path):
     model_dir = tmp_path / "preempted"
     args = _train_args(data_dir, model_dir, 2000, train__checkpoint_every_steps=100,
                        train__log_every_steps=100)
-    proc = subprocess.Popen(main_command("train_main.py", *args), cwd=REPO_ROOT,
-                            env=subprocess_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = programs.Popen(main_command("train_main.py", *args), cwd=REPO_ROOT,
+                          env=subprocess_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 180
         while not (model_dir / "checkpoint").exists():
@@ -91,7 +91,7 @@ def test_two_workers_multi_worker_mirrored(data_dir, tmp_path):
     procs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        procs.append(subprocess.Popen(
+        procs.append(programs.Popen(
             main_command("train_main.py", *args), cwd=REPO_ROOT,
             env=subprocess_env(TF_CONFIG=json.dumps(tf_config)), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True))

@@ -113,11 +113,12 @@ def kill_drill(args: list[str], model_dir: str, num_kills: int, *, seed: int = 0
     import random
     import re
     import signal
-    import subprocess
     import tempfile
     import time
 
     import tensorflow as tf
+
+    from autonl_tf.training import programs
 
     rng = random.Random(seed)
     log_dir = log_dir or tempfile.mkdtemp(prefix="kill_drill_")
@@ -129,8 +130,8 @@ def kill_drill(args: list[str], model_dir: str, num_kills: int, *, seed: int = 0
         log_path = os.path.join(log_dir, f"run{kill}.log")
         previous = records[-1] if records else None
         with open(log_path, "w") as log:
-            proc = subprocess.Popen(main_command("train_main.py", *args), cwd=REPO_ROOT,
-                                    env=subprocess_env(), stdout=log, stderr=log)
+            proc = programs.Popen(main_command("train_main.py", *args), cwd=REPO_ROOT,
+                                  env=subprocess_env(), stdout=log, stderr=log)
             try:
                 deadline = time.time() + timeout_s
                 while kill < num_kills:
