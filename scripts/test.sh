@@ -16,8 +16,9 @@ if [ $# -gt 0 ]; then
   exec "${pytest[@]}" tests "$@"
 fi
 # pytest spreads the slow tier's files over pytest-xdist workers, one more than cores (at most
-# 5), so that a core has work while a worker starts a program or waits for one (2 cores: 283 s
-# with 3 workers, 329 s with 2, 335 s with 4; with 3 both cores were busy 99% of the run).
+# 5), so that a core has work while a worker waits for a program it started (2 cores: 210-236 s
+# with 3 workers, 242 s with 4; both cores are 94-97% busy). The programs are forked from a
+# server that imported TensorFlow once (autonl_tf/training/programs.py).
 # Bazel runs the fast tier, one target (a suite of test files) per core. The two tiers side by
 # side took as long as one after the other (433 s vs 428 s): the cores are busy either way.
 slow_workers=$(( $(nproc) + 1 < 5 ? $(nproc) + 1 : 5 ))

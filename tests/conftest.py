@@ -7,6 +7,9 @@ Shared fixtures are read-only: a test that changes a shared model dir works on a
 run the command-line programs as subprocesses, and in-process tests that search, train or
 XLA-compile a network for several seconds, are marked ``slow``; a file of only such tests with
 ``pytestmark = pytest.mark.slow`` and the Bazel tag ``slow`` (tests/test_build_sync.py).
+End-to-end tests start the programs with ``autonl_tf.training.programs.run``/``Popen``
+(subprocess's arguments; forked from a server that imported TensorFlow once, or a fresh
+interpreter with AUTONL_FRESH_PROCESSES=1).
 """
 
 import os

@@ -29,6 +29,12 @@ PROBE = textwrap.dedent("""\
     """)
 
 
+@pytest.fixture(autouse=True)
+def use_the_server(monkeypatch):
+    """These tests are about the server: a run with AUTONL_FRESH_PROCESSES=1 tests it too."""
+    monkeypatch.delenv("AUTONL_FRESH_PROCESSES", raising=False)
+
+
 @pytest.fixture()
 def probe(tmp_path):
     package = tmp_path / "lib" / "probe_pkg"

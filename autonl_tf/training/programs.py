@@ -26,6 +26,7 @@ that a test result does not depend on the server: the suite passes both ways).
 from __future__ import annotations
 
 import atexit
+import json
 import multiprocessing
 import os
 import runpy
@@ -53,6 +54,7 @@ _lock = threading.Lock()
 _server_env: dict[str, str] | None = None
 _fresh_sys_path: list[str] | None = None
 _pipe_dir: str | None = None
+_SAME_AS_STDOUT = "&1"  # stderr=subprocess.STDOUT, as the child's stderr "path"
 
 
 def _fresh_interpreter_path() -> list[str]:
@@ -61,9 +63,10 @@ def _fresh_interpreter_path() -> list[str]:
     global _fresh_sys_path
     if _fresh_sys_path is None:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        out = subprocess.run([sys.executable, "-c", "import sys; print(repr(sys.path[1:]))"],
-                             env=env, capture_output=True, text=True, check=True).stdout
-        _fresh_sys_path = list(eval(out))  # a repr of a list of strings, from our interpreter
+        code = "import json, sys; print(json.dumps(sys.path[1:]))"
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        _fresh_sys_path = json.loads(out)
     return _fresh_sys_path
 
 
@@ -123,7 +126,7 @@ def _open_output(spec: Any, name: str) -> tuple[str | None, str | None]:
         os.close(handle)
         return path, path
     if spec == subprocess.STDOUT:
-        return "stdout", None
+        return _SAME_AS_STDOUT, None
     if hasattr(spec, "name") and isinstance(spec.name, str):
         spec.flush()
         return spec.name, None
@@ -135,7 +138,7 @@ def _child(kind: str, target: str, argv: list[str], orig_argv: list[str], env: d
            fresh_path: list[str]) -> None:
     """Runs in the forked child: becomes ``python <target> <argv[1:]>``."""
     for fd, path in ((1, stdout_path), (2, stderr_path)):
-        if path == "stdout":
+        if path == _SAME_AS_STDOUT:
             os.dup2(1, 2)
         elif path is not None:
             out = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
