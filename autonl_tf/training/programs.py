@@ -54,6 +54,7 @@ _lock = threading.Lock()
 _server_env: dict[str, str] | None = None
 _fresh_sys_path: list[str] | None = None
 _pipe_dir: str | None = None
+_MAX_TEMP_DIR_LENGTH = 60  # + "/pymp-XXXXXXXX/listener-XXXXXXXX" stays under 107 bytes
 _SAME_AS_STDOUT = "&1"  # stderr=subprocess.STDOUT, as the child's stderr "path"
 
 
@@ -94,17 +95,22 @@ def _context(env: Mapping[str, str]) -> Any | None:
         if _server_env is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([_PRELOAD_MODULE])
-            saved = dict(os.environ)
+            saved_env, saved_tempdir = dict(os.environ), tempfile.tempdir
             # The server inherits os.environ when it starts, and imports TensorFlow with it.
             os.environ.clear()
             os.environ.update(env)
+            # Its socket goes in a new temporary folder, and a socket path may hold at most
+            # 107 bytes: under Bazel, TMPDIR is a deep sandbox path.
+            if len(tempfile.gettempdir()) > _MAX_TEMP_DIR_LENGTH and os.access("/tmp", os.W_OK):
+                tempfile.tempdir = "/tmp"
             try:
                 from multiprocessing import forkserver
 
                 forkserver.ensure_running()
             finally:
                 os.environ.clear()
-                os.environ.update(saved)
+                os.environ.update(saved_env)
+                tempfile.tempdir = saved_tempdir
             _server_env = dict(env)
         if _import_time_settings(env) != _import_time_settings(_server_env):
             return None
