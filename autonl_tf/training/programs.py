@@ -171,7 +171,7 @@ def _child(kind: str, target: str, argv: list[str], orig_argv: list[str], env: d
 
 class Popen:
     """`subprocess.Popen` for the tests: the same arguments (``args, cwd, env, stdout, stderr,
-    text``) and methods (``poll, wait, communicate, send_signal, terminate, kill``); ``stdout``
+    text``) and the methods the tests use (``poll, wait, communicate, send_signal, kill``); ``stdout``
     and ``stderr`` given as PIPE are read by `communicate` (not streamed)."""
 
     def __init__(self, args: Sequence[str], *, cwd: str | os.PathLike | None = None,
@@ -260,18 +260,8 @@ class Popen:
             except ProcessLookupError:
                 pass
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
-
-    def __enter__(self) -> Popen:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
-        self.wait()
 
 
 def run(args: Sequence[str], *, cwd: str | os.PathLike | None = None,
