@@ -35,7 +35,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import types
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,7 +49,6 @@ IMPORT_TIME_VARIABLES = ("TF_CPP_", "TF_ENABLE_", "TF_XLA_", "XLA_FLAGS", "CUDA_
                          "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "LD_")
 
 _PRELOAD_MODULE = "autonl_tf.training._preload_tensorflow"
-_lock = threading.Lock()
 _server_env: dict[str, str] | None = None
 _fresh_sys_path: list[str] | None = None
 _pipe_dir: str | None = None
@@ -91,30 +89,29 @@ def _context(env: Mapping[str, str]) -> Any | None:
     """The fork-server context, started (with ``env``) on first use; None when ``env`` differs
     from the server's in an import-time variable."""
     global _server_env
-    with _lock:
-        if _server_env is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([_PRELOAD_MODULE])
-            saved_env, saved_tempdir = dict(os.environ), tempfile.tempdir
-            # The server inherits os.environ when it starts, and imports TensorFlow with it.
-            os.environ.clear()
-            os.environ.update(env)
-            # Its socket goes in a new temporary folder, and a socket path may hold at most
-            # 107 bytes: under Bazel, TMPDIR is a deep sandbox path.
-            if len(tempfile.gettempdir()) > _MAX_TEMP_DIR_LENGTH and os.access("/tmp", os.W_OK):
-                tempfile.tempdir = "/tmp"
-            try:
-                from multiprocessing import forkserver
+    context = multiprocessing.get_context("forkserver")
+    if _server_env is None:
+        context.set_forkserver_preload([_PRELOAD_MODULE])
+        saved_env, saved_tempdir = dict(os.environ), tempfile.tempdir
+        # The server inherits os.environ when it starts, and imports TensorFlow with it.
+        os.environ.clear()
+        os.environ.update(env)
+        # Its socket goes in a new temporary folder, and a socket path may hold at most
+        # 107 bytes: under Bazel, TMPDIR is a deep sandbox path.
+        if len(tempfile.gettempdir()) > _MAX_TEMP_DIR_LENGTH and os.access("/tmp", os.W_OK):
+            tempfile.tempdir = "/tmp"
+        try:
+            from multiprocessing import forkserver
 
-                forkserver.ensure_running()
-            finally:
-                os.environ.clear()
-                os.environ.update(saved_env)
-                tempfile.tempdir = saved_tempdir
-            _server_env = dict(env)
-        if _import_time_settings(env) != _import_time_settings(_server_env):
-            return None
-        return multiprocessing.get_context("forkserver")
+            forkserver.ensure_running()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            tempfile.tempdir = saved_tempdir
+        _server_env = dict(env)
+    if _import_time_settings(env) != _import_time_settings(_server_env):
+        return None
+    return context
 
 
 def _open_output(spec: Any, name: str) -> tuple[str | None, str | None]:
@@ -172,7 +169,8 @@ def _child(kind: str, target: str, argv: list[str], orig_argv: list[str], env: d
 class Popen:
     """`subprocess.Popen` for the tests: the same arguments (``args, cwd, env, stdout, stderr,
     text``) and the methods the tests use (``poll, wait, communicate, send_signal, kill``); ``stdout``
-    and ``stderr`` given as PIPE are read by `communicate` (not streamed)."""
+    and ``stderr`` given as PIPE are read by `communicate` (not streamed). Start programs from
+    one thread: starting one swaps ``sys.modules['__main__']`` and may swap ``os.environ``."""
 
     def __init__(self, args: Sequence[str], *, cwd: str | os.PathLike | None = None,
                  env: Mapping[str, str] | None = None, stdout: Any = None,
