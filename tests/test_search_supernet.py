@@ -309,3 +309,44 @@ def test_warmup_drops_indicators_at_random_and_decisions_keep_them():
     unskippable = sum(1 for layer in supernet.searchable_layers if not layer.skippable)
     assert varying.sum() == decision_gates.shape[1] - unskippable
     assert 0.5 < decision_gates[:, varying].mean() < 0.7  # kept with probability ~0.6
+
+
+def _step_on_replicas(strategy, images, labels, model_dir) -> tuple[list, dict]:
+    """One supernet step through the training driver; every replica's batch is ``images``."""
+    from autonl_tf.training import driver
+
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        space = micro_space()
+        low, high = SearchCost(space, 32, CLASSES, WIDTH).feasible_range()
+        supernet = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH,
+                            dropout_rate=0.0, objective=SearchObjective(
+                                target_macs=low + 0.3 * (high - low), cost_weight=2.0,
+                                warmup_steps=0, weight_decay=1e-3))
+        # Plain SGD on both: an update is the gradient times the rate, so a gradient scaled
+        # wrongly on some replica count shows (Adam would normalise it away).
+        supernet.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.5))
+    out = driver.fit(
+        supernet, lambda ctx: tf.data.Dataset.from_tensors((images, labels)).repeat(),
+        strategy=strategy, model_dir=model_dir, total_steps=1, steps_per_loop=1,
+        checkpoint_every_steps=0, log_every_steps=1)
+    return [v.numpy() for v in supernet.trainable_variables], out["train_logs"]
+
+
+@pytest.mark.slow
+def test_one_step_on_two_replicas_equals_one_step_on_one(tmp_path):
+    """The same 4 images on each of 2 replicas and twice in one batch of 8 on 1 replica: the same
+    BatchNorm statistics and the same mean loss, so the same update of the weights and of the
+    thresholds, and the same logged loss terms. Every term (cross-entropy, cost, weight decay)
+    must count once on any number of replicas."""
+    from autonl_tf.training import strategy as strategy_lib
+
+    images, labels = next(_learnable_batches(32, batch=4))
+    one = _step_on_replicas(tf.distribute.get_strategy(), np.concatenate([images, images]),
+                            np.concatenate([labels, labels]), str(tmp_path / "one"))
+    two = _step_on_replicas(strategy_lib.create_strategy(num_cpu_replicas=2), images, labels,
+                            str(tmp_path / "two"))
+    for name in ("loss", "cross_entropy", "cost_loss", "expected_macs"):
+        assert two[1][name] == pytest.approx(one[1][name], rel=1e-5), name
+    for a, b in zip(one[0], two[0], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

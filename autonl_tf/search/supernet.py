@@ -140,8 +140,11 @@ class Supernet(keras.Model):
             scaled(_HEAD), space.activation, bn_momentum, bn_epsilon, conv_init)
         self.avg_pool, *dropout, self.logits = classifier_layers(num_classes, dropout_rate)
         self.top_dropout = dropout[0] if dropout else None
+        # Per-example values: the replica's mean is taken in `search_losses`. (Keras's
+        # batch-mean reduction also divides by the number of replicas, which `train_step` does
+        # once for the whole loss.)
         self.cross_entropy = SmoothedSparseCategoricalCrossentropy(
-            self.objective.label_smoothing)
+            self.objective.label_smoothing, reduction="none")
         self.threshold_optimizer = None
         self._trackers = {
             name: keras.metrics.Mean(name=name)
@@ -311,7 +314,7 @@ class Supernet(keras.Model):
         gates = self.block_gates() if gates is None else gates
         logits = self(images, training=training,
                       gates=gates if forward_gates is None else forward_gates)
-        cross_entropy = self.cross_entropy(labels, logits)
+        cross_entropy = tf.reduce_mean(self.cross_entropy(labels, logits))
         flat = tf.nest.flatten(gates)
         cost_loss, macs = self.objective.indicator_cost_term(
             flat, lambda g: self.expected_macs(tf.nest.pack_sequence_as(gates, g)))
