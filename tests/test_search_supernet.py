@@ -207,6 +207,28 @@ def test_cost_terms_push_down_above_the_target(loss):
     assert float(macs) == supernet.search_cost.feasible_range()[1]
 
 
+@pytest.mark.parametrize("loss", ["target", "target_squared", "hinge", "log"])
+def test_discrete_gradient_of_each_indicator_is_the_change_its_flip_causes(loss):
+    """d term / d g_j = f(MACs with g_j = 1) - f(MACs with g_j = 0), the others as they are."""
+    objective = SearchObjective(target_macs=150.0, cost_loss=loss)
+
+    def macs(g):  # multilinear, as the supernet's expected MACs
+        return 100.0 + 50.0 * g[0] + 30.0 * g[1] + 20.0 * g[0] * g[1] + 5.0 * g[2]
+
+    values = [1.0, 0.0, 1.0]
+    gates = [tf.constant(v) for v in values]
+    with tf.GradientTape() as tape:
+        tape.watch(gates)
+        term, total = objective.indicator_cost_term(gates, macs)
+    assert float(total) == macs(values)
+    assert float(term) == pytest.approx(float(objective.cost_term(macs(values))))
+    for j, grad in enumerate(tape.gradient(term, gates)):
+        on, off = list(values), list(values)
+        on[j], off[j] = 1.0, 0.0
+        flip = objective.cost_term(macs(on)) - objective.cost_term(macs(off))
+        assert float(grad) == pytest.approx(float(flip), abs=1e-6), j
+
+
 @pytest.mark.slow
 def test_train_step_compiles_with_xla():
     supernet = _supernet(micro_space(), lam=5.0)
