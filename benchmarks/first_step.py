@@ -47,7 +47,7 @@ def _supernet(space, seed: int = 0):
 
 
 def _step_written_twice(model, strategy):
-    """The reference: a first call before the loop, then the loop (Keras's pattern)."""
+    """The reference: a first call before the loop, then the loop (the driver until 2026-12-02)."""
     import tensorflow as tf
 
     from autonl_tf.training import driver
