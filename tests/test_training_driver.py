@@ -232,3 +232,36 @@ def test_unbuilt_extra_optimizer_is_refused(data_dir, tmp_path):
         driver.fit(model, lambda ctx: data.build_train_dataset(resolved.data, 8, ctx),
                    strategy=tf.distribute.get_strategy(), model_dir=str(tmp_path),
                    total_steps=2, extra_checkpoint_items={"arch": keras.optimizers.Adam()})
+
+
+class _PerExampleLogs(keras.Model):
+    """A train_step whose logs include a per-example vector: [batch], batch unknown."""
+
+    def __init__(self):
+        super().__init__(name="per_example_logs")
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.dense(x)
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            per_example = tf.reduce_mean(tf.square(self(x) - y), axis=1)
+            loss = tf.reduce_mean(per_example)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        return {"loss": loss, "per_example": per_example}
+
+
+def test_logs_of_unknown_shape_are_refused_naming_them(tmp_path):
+    """The loop starts from zeros shaped like the step's logs, so they need static shapes."""
+    model = _PerExampleLogs()
+    model(tf.zeros([1, 3]))
+    model.compile(keras.optimizers.SGD(0.1))
+    dataset = tf.data.Dataset.from_tensor_slices((np.ones([8, 3], np.float32),
+                                                  np.zeros([8, 2], np.float32))).batch(4)
+    with pytest.raises(ValueError, match="static shapes.*per_example"):
+        driver.fit(model, lambda ctx: dataset, strategy=tf.distribute.get_strategy(),
+                   model_dir=str(tmp_path), total_steps=2, checkpoint_every_steps=0)
+    assert tf.train.latest_checkpoint(str(tmp_path)) is None  # nothing trained, nothing saved
