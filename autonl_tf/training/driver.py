@@ -138,15 +138,16 @@ def _make_train_loop(model: keras.Model, strategy: tf.distribute.Strategy) -> Ca
         # (to give `logs` its structure) would put a second copy of the whole step into the
         # graph that is optimised and instantiated on the first call (a search: 14k instead of
         # ~7k nodes; 16 -> 12 s to its first step on CPU). The loop starts from zeros shaped
-        # like the step's outputs, read from its (single) trace.
+        # like the step's outputs, read from its (single) trace; a log whose shape is not
+        # static (e.g. per example) starts empty and keeps its partial shape as invariant.
         step = one_step.get_concrete_function(iterator.element_spec)
         outputs = tf.nest.flatten(step.structured_outputs)
-        if not all(t.shape.is_fully_defined() for t in outputs):
-            raise ValueError("train_step must return logs of static shapes (scalars), got "
-                             f"{step.structured_outputs}")
-        logs = tf.nest.pack_sequence_as(step.structured_outputs,
-                                        [tf.zeros(t.shape, t.dtype) for t in outputs])
+        initial = [tf.zeros([d or 0 for d in t.shape] if t.shape.rank is not None else [],
+                            t.dtype) for t in outputs]
+        logs = tf.nest.pack_sequence_as(step.structured_outputs, initial)
+        shapes = tf.nest.pack_sequence_as(step.structured_outputs, [t.shape for t in outputs])
         for _ in tf.range(num_steps):
+            tf.autograph.experimental.set_loop_options(shape_invariants=[(logs, shapes)])
             logs = one_step(next(iterator))
         return logs
 
