@@ -85,7 +85,7 @@ NO_DATA = "does not exist: no file matches"
 
 COMMANDS: dict[str, Exercise] = {
     "bash scripts/demo.sh": Exercise(
-        STATIC, "the whole demo (5 min) runs in CI (.ci/run, --smoke); here: bash -n, and the "
+        STATIC, "the whole demo (9 min) runs in CI (.ci/run, --smoke); here: bash -n, and the "
         "options the README lists are flags of `python -m autonl_tf.pipeline` (its --help)"),
     "bash scripts/test.sh": Exercise(
         STATIC, "runs this suite (recursion); here: bash -n, and it runs ruff and pytest"),
