@@ -14,14 +14,14 @@ Measured on 2 CPU cores: training ~2-2.5 minutes, EMA top-1 0.98-0.99 on the 600
 Variant ``demo:searched``: the recipe the demo pipeline (``python -m autonl_tf.pipeline``)
 retrains its searched network with, at the search's width x0.25. The same recipe stretched 3x
 (120 epochs, 5625 steps; warm-up and decay interval 3x longer, so the learning rate follows the
-same curve over the run): the searched networks are 9-11 blocks of 8-80 channels, and they learn
+same curve over the run): the searched networks are 9-12 blocks of 8-80 channels, and they learn
 the colour relation (the step from ~40% to ~97% top-1) only after 2000-4000 steps. On the same
 searched architecture (2026-12-02) the 40-epoch recipe gave EMA top-1 75.8% (51.7% with a slower
-decay, ~49% train top-1 with a 2x learning rate) and full-integer int8 that agreed with float
+decay, 50.5% with twice the learning rate) and full-integer int8 that agreed with float
 on 65.5% of 200 eval images; this one gave 97.5% and 97.0% agreement.
 
     python train_main.py --config=demo:searched --arch=runs/demo/search/arch.txt \
-        --config.model.width_multiplier=0.25 --model_dir=/tmp/autonl_searched   # ~5 min
+        --config.model.width_multiplier=0.25 --model_dir=/tmp/autonl_searched   # 5.5-7 min
 """
 
 from autonl_tf.training.defaults import get_base_config

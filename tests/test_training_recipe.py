@@ -47,7 +47,7 @@ def test_searched_demo_recipe_is_the_demo_schedule_stretched_three_times():
 
 
 def test_unknown_demo_variant_is_refused():
-    with pytest.raises(Exception, match="demo:searched"):
+    with pytest.raises(ValueError, match="variant .serched.: expected .demo. or .demo:searched."):
         config_lib.load_config("demo:serched")
 
 
