@@ -63,7 +63,7 @@ def classifier_layers(num_classes: int, dropout_rate: float) -> list[keras.layer
     if dropout_rate > 0:
         layers.append(keras.layers.Dropout(dropout_rate, name="top_dropout"))
     layers.append(keras.layers.Dense(
-        num_classes, kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_out",
+        num_classes, kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_in",
                                                                            "uniform"),
         dtype="float32", name="logits"))
     return layers
