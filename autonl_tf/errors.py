@@ -7,6 +7,9 @@ to exit codes by kind instead of keeping a list of every type (README "Exit code
   names the thing and the fix, and is printed as one line without a traceback.
 - `RunFailure` (exit 1): the run itself failed (divergence, an export failing verification).
 - `Preempted` (exit 3): interrupted by SIGTERM after saving a checkpoint; rerun to resume.
+- `NotLearning` (exit 4): the run stopped itself because the model learned nothing measurable
+  (a search whose supernet is at chance at the end of its warm-up would let the cost term
+  decide alone); the message says what was measured and what to try.
 
 This module imports nothing from autonl_tf: every layer can use it.
 """
@@ -17,13 +20,15 @@ import contextlib
 import os
 import sys
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_RUN_FAILED", "Preempted",
-           "RunFailure", "UserError", "error_line", "exit_on_errors", "one_line"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_NOT_LEARNING", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_RUN_FAILED",
+           "NotLearning", "Preempted", "RunFailure", "UserError", "error_line", "exit_on_errors",
+           "one_line"]
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_PREEMPTED = 3
+EXIT_NOT_LEARNING = 4
 
 
 class UserError(Exception):
@@ -36,6 +41,10 @@ class RunFailure(Exception):
 
 class Preempted(Exception):
     """Interrupted by a signal after saving a checkpoint (exit 3)."""
+
+
+class NotLearning(Exception):
+    """The model learned nothing measurable; the run stopped rather than go on blind (exit 4)."""
 
 
 def one_line(error: BaseException) -> str:
@@ -64,6 +73,9 @@ def exit_on_errors(program: str | None = None):
     except Preempted as e:
         print(f"{program}: {one_line(e)}", file=sys.stderr)
         sys.exit(EXIT_PREEMPTED)
+    except NotLearning as e:
+        print(error_line(program, e), file=sys.stderr)
+        sys.exit(EXIT_NOT_LEARNING)
     except RunFailure as e:
         print(error_line(program, e), file=sys.stderr)
         sys.exit(EXIT_RUN_FAILED)

@@ -54,7 +54,13 @@ SMOKE_SEARCH_STEPS = 1000
 
 
 class StageError(RuntimeError):
-    """A stage's command failed; its output has been shown."""
+    """A stage's command failed; its output has been shown. The pipeline exits with the
+    stage's own exit code (README, "Exit codes": e.g. 4 when the search's supernet did not
+    learn during its warm-up)."""
+
+    def __init__(self, message: str, returncode: int):
+        super().__init__(message)
+        self.returncode = returncode
 
 
 @dataclasses.dataclass
@@ -119,7 +125,8 @@ def run_stage(stage: Stage, index: int, total: int) -> None:
     stage.seconds = time.monotonic() - start
     if result.returncode != 0:
         raise StageError(f"stage '{stage.name}' failed (exit {result.returncode}); its output is "
-                         "above. Fix the cause and rerun the same command: finished work is kept.")
+                         "above. Fix the cause and rerun the same command: finished work is kept.",
+                         result.returncode if result.returncode > 0 else 1)
     print(f"[{index}/{total}] {stage.name}: done in {stage.seconds:.0f}s", flush=True)
 
 
@@ -329,7 +336,8 @@ def main(argv):
         for index, stage in enumerate(stages, start=1):
             run_stage(stage, index, len(stages))
     except StageError as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(e.returncode)
     print(summarize(workdir, target, stages, FLAGS.latency_runs), flush=True)
     failures = check_requirements(workdir, target, FLAGS.require_target_within,
                                   FLAGS.require_top1, FLAGS.require_supernet_top1)

@@ -63,14 +63,7 @@ def get_config(variant: str = "imagenet") -> ml_collections.ConfigDict:
     for dotted in UNUSED_KEYS:
         section, key = dotted.split(".")
         del config[section][key]
-    config.search_space = spaces.get_config("tiny" if demo else "autonl")
-    if demo:
-        # At 32 px the stages from 80 channels on see 2x2 and 1x1 maps: there a "non-local"
-        # block has nothing to relate (on a 1x1 map it is the pointwise cube |x|^2 x), and
-        # stacked ones made the demo's retrained networks diverge on some images. LightNL
-        # candidates stay where the maps are 8x8 and 4x4.
-        for stage in config.search_space.stages[3:]:
-            stage["lightnl"] = False
+    config.search_space = spaces.get_config("demo" if demo else "autonl")
     train = config.train
     train.label_smoothing = 0.0
     if demo:
@@ -79,7 +72,6 @@ def get_config(variant: str = "imagenet") -> ml_collections.ConfigDict:
         config.data.image_size = 32
         train.batch_size = 32
         train.train_steps = 2000  # 21 epochs of the 3000 generated images
-        train.lr_per_256 = 0.064
         train.warmup_epochs = 0.5
         train.lr_decay_epochs = 2.0
         train.lr_decay_rate = 0.9
@@ -101,9 +93,14 @@ def get_config(variant: str = "imagenet") -> ml_collections.ConfigDict:
     config.search = ml_collections.ConfigDict(dict(
         # A target inside the feasible range of the space at the configured size and width:
         # the demo's is ~60% of its largest child.
-        target_flops=560e3 if demo else 350e6,
-        cost_loss="target",
-        cost_weight=5.0,
+        target_flops=450e3 if demo else 350e6,
+        cost_loss="lagrangian",
+        cost_weight=2.0,
+        multiplier_rate=0.02,
+        settle_fraction=0.25,
+        settle_weight=5.0,
+        min_heldout_top1_vs_chance=1.5,
+        stop_if_not_learning=True,
         # Single-Path NAS: 6255 of 10008 steps (5 of 8 epochs) train the weights only.
         warmup_fraction=0.625,
         indicator_keep_probability=0.8 if demo else 0.6,

@@ -1,4 +1,5 @@
-"""search_main.py end to end: outputs, resumption (1 then 2 replicas), bad target, bad space."""
+"""search_main.py end to end: outputs, resumption (1 then 2 replicas), the learning check,
+bad target, bad space."""
 
 # bazel: size=large timeout=long tags=subprocess,slow
 
@@ -7,7 +8,9 @@ import os
 import subprocess
 import textwrap
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from autonl_tf.models import resolve_model_spec
 from autonl_tf.search import SearchCost, space_from_config
@@ -72,7 +75,9 @@ def test_search_writes_outputs_and_resumes_on_two_replicas(tmp_path, data_dir):
               f"--target_flops={target}", "--train_batch_size=8", "--iterations_per_loop=2",
               *to_flags({**small_embedded_overrides(data_dir),
                          "train.checkpoint_every_steps": 2, "train.log_every_steps": 2,
-                         "eval.every_steps": 2, "eval.batch_size": 50, "eval.steps": 2})]
+                         "eval.every_steps": 2, "eval.batch_size": 50, "eval.steps": 2,
+                         # 2 warm-up steps learn nothing: this test is about the outputs.
+                         "search.stop_if_not_learning": False})]
     first = _run(*common, "--train_steps=4")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "started at step 0" in first.stdout
@@ -101,6 +106,15 @@ def test_search_writes_outputs_and_resumes_on_two_replicas(tmp_path, data_dir):
     assert summary["supernet_heldout_top1_after_warmup"] == next(
         row["top1"] for row in summary["heldout"] if row["step"] >= summary["warmup_steps"])
     assert "supernet held-out top-1" in first.stdout
+    # TensorBoard: each threshold's gradient in two parts, zero in the warm-up (step 2), and
+    # the cross-entropy's part non-zero once the thresholds train (step 4).
+    parts = _threshold_gradient_scalars(os.path.join(model_dir, "train"))
+    blocks = {f"block_{b['index']:02d}" for b in summary["blocks"] if b["searchable"]}
+    assert parts and {tag.split("/")[2] for tag, _ in parts} == blocks
+    for part in ("cross_entropy", "cost"):
+        at = {step: values for (p, step), values in _by_part_and_step(parts).items() if p == part}
+        assert set(at) == {2, 4}, (part, sorted(at))
+        assert not np.any(at[2]) and np.any(at[4]), (part, at)
 
     # Same command, more steps, now on 2 CPU replicas: resumes at step 4 and extends the curve.
     second = _run(*common, "--train_steps=6", "--num_cpu_replicas=2")
@@ -109,6 +123,59 @@ def test_search_writes_outputs_and_resumes_on_two_replicas(tmp_path, data_dir):
     with open(os.path.join(model_dir, "search_history.json")) as f:
         steps = [row["step"] for row in json.load(f)["rows"]]
     assert steps == sorted(steps) and steps[0] == 0 and steps[-1] == 6 and 4 in steps
+
+
+def _threshold_gradient_scalars(log_dir: str) -> dict[tuple[str, int], float]:
+    """{(tag, step): value} of the 'threshold_gradient/...' scalars in a TensorBoard dir."""
+    from tensorflow.core.util import event_pb2
+
+    values = {}
+    for name in os.listdir(log_dir):
+        for record in tf.data.TFRecordDataset(os.path.join(log_dir, name)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.tag.startswith("threshold_gradient/"):
+                    scalar = tf.make_ndarray(value.tensor) if value.HasField("tensor") \
+                        else value.simple_value
+                    values[(value.tag, event.step)] = float(scalar)
+    return values
+
+
+def _by_part_and_step(scalars: dict) -> dict[tuple[str, int], np.ndarray]:
+    grouped: dict = {}
+    for (tag, step), value in sorted(scalars.items()):
+        grouped.setdefault((tag.split("/")[1], step), []).append(value)
+    return {key: np.array(values) for key, values in grouped.items()}
+
+
+def test_a_supernet_at_chance_stops_at_the_end_of_its_warmup(tmp_path, data_dir):
+    """A learning rate of ~0 leaves the supernet at chance: the search stops at the end of the
+    warm-up with exit 4 and one line saying what it measured and what to try, writes no
+    arch.txt, stops again when rerun, and goes on only when told to."""
+    model_dir = str(tmp_path / "search")
+    common = [f"--config={_write_config(str(tmp_path))}", f"--model_dir={model_dir}",
+              "--train_batch_size=8", "--iterations_per_loop=2", "--train_steps=6",
+              *to_flags({**small_embedded_overrides(data_dir), "train.lr_per_256": 1e-12,
+                         "train.checkpoint_every_steps": 2, "train.log_every_steps": 2,
+                         "eval.every_steps": 2, "eval.batch_size": 50, "eval.steps": 4,
+                         "search.warmup_fraction": 0.3,
+                         # A bar no untrained network reaches (3x chance of 10 classes).
+                         "search.min_heldout_top1_vs_chance": 3.0})]
+    for attempt in ("first", "rerun"):
+        result = _run(*common)
+        assert result.returncode == 4, (attempt, result.stderr[-3000:])
+        errors = [line for line in result.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert ("held-out top-1 at the end of the warm-up (step 2)" in errors[0]
+                and "below 3x chance (30.0%)" in errors[0]
+                and "--config.search.stop_if_not_learning=false" in errors[0]), errors[0]
+        assert not os.path.exists(os.path.join(model_dir, "arch.txt")), attempt
+        with open(os.path.join(model_dir, "search_summary.json")) as f:
+            assert json.load(f)["step"] == 2  # the diagnosis is kept
+    going_on = _run(*common, "--config.search.stop_if_not_learning=false")
+    assert going_on.returncode == 0, going_on.stderr[-3000:]
+    assert "searched to step 6 (started at step 2)" in going_on.stdout
+    assert os.path.exists(os.path.join(model_dir, "arch.txt"))
 
 
 def test_unreachable_target_prints_the_feasible_range(tmp_path):

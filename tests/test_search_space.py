@@ -178,7 +178,7 @@ def test_an_architecture_outside_the_space_names_the_block():
 
 
 def test_warmup_ends_on_an_evaluation_and_thresholds_rest_until_then():
-    from autonl_tf.search.experiment import DecisionPhaseCosine, warmup_steps
+    from autonl_tf.search.experiment import DecisionPhaseCosine, settle_steps, warmup_steps
 
     assert warmup_steps(0.625, 1600, 200) == 1000  # Single-Path NAS's share, on an eval step
     assert warmup_steps(0.625, 10009, 1000) == 6000
@@ -189,6 +189,12 @@ def test_warmup_ends_on_an_evaluation_and_thresholds_rest_until_then():
     rates = [float(schedule(step)) for step in (0, 99, 100, 200, 300)]
     assert rates[:2] == [0.0, 0.0] and rates[2] == pytest.approx(0.05)
     assert rates[3] == pytest.approx(0.025) and rates[4] == pytest.approx(0.0, abs=1e-9)
+    # The Lagrangian objective's settling phase (from step 250) starts the cosine again.
+    schedule = DecisionPhaseCosine(0.05, warmup_steps=100, total_steps=300, settle_step=250)
+    rates = [float(schedule(step)) for step in (99, 100, 175, 249, 250, 275)]
+    assert rates[:2] == [0.0, pytest.approx(0.05)] and rates[2] == pytest.approx(0.025)
+    assert rates[3] < 1e-4 and rates[4] == pytest.approx(0.05) and rates[5] == pytest.approx(0.025)
+    assert settle_steps(0.25, 100, 300) == 250 and settle_steps(0.0, 100, 300) == 300
 
 
 def test_search_config_has_no_key_the_search_ignores():

@@ -1,6 +1,8 @@
 """The supernet: exact agreement with the decoded child, gradients, lambda's direction, XLA."""
 # bazel: suite=search
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -184,6 +186,38 @@ def test_lambda_zero_and_huge_lambda_move_decisions_in_opposite_directions():
     assert free_logs["cost_weight"] == 0.0
 
 
+def test_lagrangian_multiplier_follows_the_constraint_and_rests_while_settling():
+    """Dual ascent: the multiplier rises while the cost is above the target, falls below it, and
+    stops once the settling phase (the 'target' form, lambda = settle_weight) begins."""
+    objective = SearchObjective(target_macs=100.0, cost_loss="lagrangian", cost_weight=2.0,
+                                warmup_steps=10, multiplier_rate=0.1, settle_step=50,
+                                settle_weight=5.0)
+    assert float(objective.multiplier_step(200.0, 20)) == pytest.approx(0.1 * np.log(2.0))
+    assert float(objective.multiplier_step(50.0, 20)) == pytest.approx(0.1 * np.log(0.5))
+    assert float(objective.multiplier_step(200.0, 50)) == 0.0
+    assert [float(objective.cost_weight_at(s)) for s in (9, 10, 49, 50)] == [0.0, 2.0, 2.0, 5.0]
+    # m * c + c^2 / 2 of c = log(cost / target), then |c| while settling.
+    c = np.log(1.5)
+    assert float(objective.cost_term(150.0, 0.3)) == pytest.approx(0.3 * c + c * c / 2)
+    assert float(objective.cost_term(150.0, 0.3, 1.0)) == pytest.approx(c)
+    # In the supernet: the multiplier moves only in the decision phase, by the step above.
+    space = micro_space()
+    high = SearchCost(space, 32, CLASSES, WIDTH).feasible_range()[1]
+    supernet = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH,
+                        objective=dataclasses.replace(objective, target_macs=high / 2,
+                                                      warmup_steps=2, settle_step=None))
+    supernet.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(1e-9))
+    batches = _learnable_batches(32, batch=8)
+    seen = []
+    for _ in range(4):
+        logs = supernet.train_on_batch(*next(batches), return_dict=True)
+        seen.append(float(supernet.cost_multiplier))
+    assert seen[:2] == [0.0, 0.0]
+    assert seen[2] == pytest.approx(0.1 * np.log(2.0), rel=1e-5)
+    assert seen[3] == pytest.approx(0.2 * np.log(2.0), rel=1e-5)
+    assert logs["cost_multiplier"] == pytest.approx(seen[3], rel=1e-5)
+
+
 def test_cost_term_is_off_during_warmup():
     space = micro_space()
     low, high = SearchCost(space, 32, CLASSES, WIDTH).feasible_range()
@@ -192,7 +226,7 @@ def test_cost_term_is_off_during_warmup():
     assert float(objective.cost_weight_at(3)) == 10.0
 
 
-@pytest.mark.parametrize("loss", ["target", "target_squared", "hinge", "log"])
+@pytest.mark.parametrize("loss", ["lagrangian", "target", "target_squared", "hinge", "log"])
 def test_cost_terms_push_down_above_the_target(loss):
     space = micro_space()
     supernet = _supernet(space, lam=1.0, target_fraction=0.3, loss=loss)
@@ -207,10 +241,14 @@ def test_cost_terms_push_down_above_the_target(loss):
     assert float(macs) == supernet.search_cost.feasible_range()[1]
 
 
-@pytest.mark.parametrize("loss", ["target", "target_squared", "hinge", "log"])
-def test_discrete_gradient_of_each_indicator_is_the_change_its_flip_causes(loss):
+@pytest.mark.parametrize("loss,multiplier,settling", [
+    ("lagrangian", 0.7, 0.0), ("lagrangian", -0.4, 0.0), ("lagrangian", 0.7, 1.0),
+    ("target", 0.0, 0.0), ("target_squared", 0.0, 0.0), ("hinge", 0.0, 0.0), ("log", 0.0, 0.0)])
+def test_discrete_gradient_of_each_indicator_is_the_change_its_flip_causes(loss, multiplier,
+                                                                          settling):
     """d term / d g_j = f(MACs with g_j = 1) - f(MACs with g_j = 0), the others as they are."""
     objective = SearchObjective(target_macs=150.0, cost_loss=loss)
+    f = lambda m: objective.cost_term(m, multiplier, settling)  # noqa: E731
 
     def macs(g):  # multilinear, as the supernet's expected MACs
         return 100.0 + 50.0 * g[0] + 30.0 * g[1] + 20.0 * g[0] * g[1] + 5.0 * g[2]
@@ -219,13 +257,13 @@ def test_discrete_gradient_of_each_indicator_is_the_change_its_flip_causes(loss)
     gates = [tf.constant(v) for v in values]
     with tf.GradientTape() as tape:
         tape.watch(gates)
-        term, total = objective.indicator_cost_term(gates, macs)
+        term, total = objective.indicator_cost_term(gates, macs, multiplier, settling)
     assert float(total) == macs(values)
-    assert float(term) == pytest.approx(float(objective.cost_term(macs(values))))
+    assert float(term) == pytest.approx(float(f(macs(values))))
     for j, grad in enumerate(tape.gradient(term, gates)):
         on, off = list(values), list(values)
         on[j], off[j] = 1.0, 0.0
-        flip = objective.cost_term(macs(on)) - objective.cost_term(macs(off))
+        flip = f(macs(on)) - f(macs(off))
         assert float(grad) == pytest.approx(float(flip), abs=1e-6), j
 
 
@@ -255,19 +293,28 @@ def test_mixed_bfloat16_supernet_decides_like_float32():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fraction", [0.6, 0.85])
-def test_short_search_lands_on_its_target(fraction):
-    """The cost term alone brings the decoded child within 5% of the target (a 150-step search;
-    benchmarks/search_targets.py runs the full demo search on the embedded dataset)."""
+@pytest.mark.parametrize("fraction,loss", [(0.6, "target"), (0.85, "target"),
+                                           (0.6, "lagrangian"), (0.85, "lagrangian")])
+def test_short_search_lands_on_its_target(fraction, loss):
+    """The cost term brings the decoded child within 5% of the target (a 150-step search;
+    benchmarks/search_targets.py runs the full demo search on the embedded dataset); the
+    Lagrangian form by its last quarter, the settling phase."""
     keras.utils.set_random_seed(0)
     space = tiny_space()
     target = fraction * SearchCost(space, 32, CLASSES, WIDTH).feasible_range()[1]
     steps = 150
+    weights = (dict(cost_weight=2.0, settle_step=steps * 3 // 4, multiplier_rate=0.1)
+               if loss == "lagrangian" else {})
     supernet = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH,
-                        objective=SearchObjective(target_macs=target, cost_weight=5.0,
-                                                  warmup_steps=steps // 20))
+                        objective=SearchObjective(target_macs=target, cost_loss=loss,
+                                                  warmup_steps=steps // 20,
+                                                  **({"cost_weight": 5.0} | weights)))
+    # The search program's threshold schedule (cosine, restarted for the settling phase).
+    from autonl_tf.search.experiment import DecisionPhaseCosine
+
+    settle = weights.get("settle_step")
     supernet.compile(keras.optimizers.SGD(0.05, momentum=0.9),
-                     keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.05, steps)))
+                     keras.optimizers.Adam(DecisionPhaseCosine(0.05, steps // 20, steps, settle)))
     batches = _learnable_batches(32, batch=16)
     for _ in range(steps):
         supernet.train_on_batch(*next(batches))

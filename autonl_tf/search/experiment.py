@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from autonl_tf import files
+from autonl_tf import errors, files
 from autonl_tf.models import check_image_size
 from autonl_tf.search import report
 from autonl_tf.search.decode import current_decisions
@@ -31,10 +31,15 @@ from autonl_tf.search.supernet import Supernet
 from autonl_tf.training import driver, experiment, recipe
 from autonl_tf.training.config import ConfigError, require
 
-__all__ = ["SearchRecorder", "SearchTask", "build_supernet", "compile_supernet",
-           "resolve_search_config", "search_experiment"]
+__all__ = ["SearchRecorder", "SearchTask", "SupernetNotLearningError", "build_supernet",
+           "compile_supernet", "resolve_search_config", "search_experiment"]
 
 THRESHOLD_OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+class SupernetNotLearningError(errors.NotLearning):
+    """The supernet's held-out top-1 at the end of the warm-up is not clearly above chance: the
+    decisions would be made by the cost term alone (exit 4, no arch.txt)."""
 
 
 def _validate_search_section(search: ml_collections.ConfigDict) -> None:
@@ -46,6 +51,11 @@ def _validate_search_section(search: ml_collections.ConfigDict) -> None:
     require(search.cost_weight >= 0, "search.cost_weight (lambda) must be >= 0")
     require(0.0 <= search.warmup_fraction < 1.0, "search.warmup_fraction must be in [0, 1)")
     require(search.target_tolerance >= 0, "search.target_tolerance must be >= 0")
+    require(search.multiplier_rate >= 0, "search.multiplier_rate must be >= 0")
+    require(0.0 <= search.settle_fraction <= 1.0, "search.settle_fraction must be in [0, 1]")
+    require(search.settle_weight >= 0, "search.settle_weight must be >= 0")
+    require(search.min_heldout_top1_vs_chance >= 0,
+            "search.min_heldout_top1_vs_chance must be >= 0")
     require(search.temperature > 0, "search.temperature must be > 0")
     require(search.threshold_optimizer in THRESHOLD_OPTIMIZERS,
              f"search.threshold_optimizer={search.threshold_optimizer!r}: expected one of "
@@ -93,6 +103,9 @@ def resolve_search_config(config: ml_collections.ConfigDict
     resolved.search.warmup_steps = warmup_steps(float(resolved.search.warmup_fraction),
                                                 int(train.total_steps),
                                                 int(resolved.eval.every_steps))
+    resolved.search.settle_steps = settle_steps(float(resolved.search.settle_fraction),
+                                                int(resolved.search.warmup_steps),
+                                                int(train.total_steps))
     return resolved, space
 
 
@@ -103,6 +116,11 @@ def warmup_steps(fraction: float, total_steps: int, eval_every: int) -> int:
     if 0 < eval_every < total_steps and steps > 0:
         steps = max(eval_every, int(round(steps / eval_every)) * eval_every)
     return min(steps, max(0, total_steps - 1))
+
+
+def settle_steps(fraction: float, warmup: int, total_steps: int) -> int:
+    """The first step of the settling phase: the last ``fraction`` of the decision phase."""
+    return warmup + int(round((1.0 - fraction) * (total_steps - warmup)))
 
 
 def build_supernet(resolved: ml_collections.ConfigDict, space: SearchSpace,
@@ -116,7 +134,9 @@ def build_supernet(resolved: ml_collections.ConfigDict, space: SearchSpace,
         label_smoothing=float(resolved.train.label_smoothing),
         weight_decay=float(resolved.train.weight_decay),
         target_tolerance=float(search.target_tolerance),
-        discrete_gradient=bool(search.discrete_gradient))
+        discrete_gradient=bool(search.discrete_gradient),
+        multiplier_rate=float(search.multiplier_rate),
+        settle_step=int(search.settle_steps), settle_weight=float(search.settle_weight))
     with recipe.dtype_policy_scope(dtype_policy):
         return Supernet(
             space, num_classes=int(resolved.data.num_classes),
@@ -132,30 +152,47 @@ def build_supernet(resolved: ml_collections.ConfigDict, space: SearchSpace,
 
 
 class DecisionPhaseCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """0 during the warm-up, then ``rate`` cosine-decayed to 0 over the remaining steps."""
+    """0 during the warm-up, then ``rate`` cosine-decayed to 0 over the decision phase.
 
-    def __init__(self, rate: float, warmup_steps: int, total_steps: int):
+    With ``settle_step`` (the Lagrangian objective's settling phase), the cosine runs over
+    [warm-up, settle_step) and starts again from ``rate`` over [settle_step, total_steps): the
+    settling phase may have to undo a last flip that jumped over the target, and needs a
+    learning rate to do it.
+    """
+
+    def __init__(self, rate: float, warmup_steps: int, total_steps: int,
+                 settle_step: int | None = None):
         self.rate = float(rate)
         self.warmup_steps = int(warmup_steps)
         self.total_steps = int(total_steps)
+        self.settle_step = None if settle_step is None else int(settle_step)
+
+    def _cosine(self, step, start: int, end: int):
+        progress = tf.clip_by_value((step - start) / float(max(1, end - start)), 0.0, 1.0)
+        return 0.5 * self.rate * (1.0 + tf.cos(np.pi * progress))
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        span = float(max(1, self.total_steps - self.warmup_steps))
-        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
-        cosine = 0.5 * self.rate * (1.0 + tf.cos(np.pi * progress))
-        return tf.where(step < self.warmup_steps, 0.0, cosine)
+        settle = self.settle_step
+        if settle is None or not self.warmup_steps < settle < self.total_steps:
+            rate = self._cosine(step, self.warmup_steps, self.total_steps)
+        else:
+            rate = tf.where(step < settle, self._cosine(step, self.warmup_steps, settle),
+                            self._cosine(step, settle, self.total_steps))
+        return tf.where(step < self.warmup_steps, 0.0, rate)
 
     def get_config(self):
         return {"rate": self.rate, "warmup_steps": self.warmup_steps,
-                "total_steps": self.total_steps}
+                "total_steps": self.total_steps, "settle_step": self.settle_step}
 
 
 def build_threshold_optimizer(search: ml_collections.ConfigDict, total_steps: int
                               ) -> keras.optimizers.Optimizer:
-    """The thresholds' optimizer: rate 0 during the warm-up, then cosine-decayed to 0."""
+    """The thresholds' optimizer: rate 0 during the warm-up, then cosine-decayed to 0 (again
+    over the settling phase of the Lagrangian objective)."""
+    settle = int(search.settle_steps) if search.cost_loss == "lagrangian" else None
     rate = DecisionPhaseCosine(float(search.threshold_learning_rate),
-                               int(search.warmup_steps), int(total_steps))
+                               int(search.warmup_steps), int(total_steps), settle)
     kind = search.threshold_optimizer
     if kind == "adam":
         return keras.optimizers.Adam(rate, beta_1=float(search.threshold_beta_1),
@@ -179,9 +216,14 @@ class SearchRecorder(driver.CheckpointCallback):
     """Records the search's curves and writes its outputs (chief only).
 
     Curves: expected MACs, losses and the supernet's training top-1 at every chunk; its held-out
-    top-1/top-5 (the current child on the eval split) at every evaluation. Outputs (arch.txt,
-    search_summary.json, search_history.json, search.png) are rewritten after every checkpoint
-    and every evaluation.
+    top-1/top-5 (the current child on the eval split) at every evaluation. Outputs
+    (search_summary.json, search_history.json, search.png, and arch.txt once the decision phase
+    has begun) are rewritten after every checkpoint and every evaluation.
+
+    The learning check: the held-out top-1 at the end of the warm-up must reach
+    ``search.min_heldout_top1_vs_chance`` times chance, else `SupernetNotLearningError` stops
+    the search there (also when a stopped search is rerun), unless
+    ``search.stop_if_not_learning`` is False.
     """
 
     def __init__(self, supernet: Supernet, model_dir: str, resolved: ml_collections.ConfigDict):
@@ -192,6 +234,9 @@ class SearchRecorder(driver.CheckpointCallback):
                        if resolved.search.cost_loss != "log" else None)
         self.warmup_steps = int(resolved.search.warmup_steps)
         self.total_steps = int(resolved.train.total_steps)
+        self.chance = 1.0 / int(resolved.data.num_classes)
+        self.min_vs_chance = float(resolved.search.min_heldout_top1_vs_chance)
+        self.stop_if_not_learning = bool(resolved.search.stop_if_not_learning)
         self.history: list[dict] = []
         self.heldout: list[dict] = []
         self.last_summary: dict | None = None
@@ -206,6 +251,10 @@ class SearchRecorder(driver.CheckpointCallback):
         if not self.history:  # the curve starts at the initial child (all indicators on)
             self.history = [{"step": step, "expected_macs": float(
                 self.supernet.search_cost.macs(current_decisions(self.supernet)))}]
+        if step >= self.warmup_steps:  # a rerun of a search that was stopped there stops again
+            for row in self.heldout:
+                if row["step"] == self.warmup_steps:
+                    self._check_learning(row["top1"])
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -213,7 +262,10 @@ class SearchRecorder(driver.CheckpointCallback):
         if "expected_macs" in logs:
             self.history.append({key: float(logs[key]) for key in
                                  ("expected_macs", "cross_entropy", "cost_loss", "loss",
-                                  "accuracy") if key in logs} | {"step": int(batch)})
+                                  "accuracy", "cost_weight", "cost_multiplier",
+                                  "threshold_gradient_cross_entropy",
+                                  "threshold_gradient_cost") if key in logs}
+                                | {"step": int(batch)})
 
     def on_test_end(self, logs=None):
         logs = logs or {}
@@ -228,10 +280,27 @@ class SearchRecorder(driver.CheckpointCallback):
                      100 * float(logs["top1"]),
                      "warm-up" if step <= self.warmup_steps else "deciding")
         self._write(step)
+        if step == self.warmup_steps:
+            self._check_learning(float(logs["top1"]))
+
+    def _check_learning(self, top1: float) -> None:
+        """Stops the search (every worker) when the warm-up left the supernet near chance."""
+        if not self.stop_if_not_learning or self.warmup_steps <= 0:
+            return
+        bar = self.min_vs_chance * self.chance
+        if top1 < bar:
+            raise SupernetNotLearningError(
+                f"the supernet's held-out top-1 at the end of the warm-up (step "
+                f"{self.warmup_steps}) is {100 * top1:.1f}%, below {self.min_vs_chance:g}x "
+                f"chance ({100 * bar:.1f}%): it has learned nothing the decisions could use, so "
+                "the search stops here without an arch.txt. Try a lower learning rate "
+                "(--config.train.lr_per_256), a longer warm-up (--config.search.warmup_fraction) "
+                "or check the data and labels; --config.search.stop_if_not_learning=false goes "
+                "on anyway")
 
     def on_checkpoint(self, step: int, checkpoint_path: str, logs: Mapping[str, float]) -> None:
         self._write(step)
-        if self.is_chief:
+        if self.is_chief and self.decided(step):
             logging.info("step %d: searched child %.4gM MACs%s -> %s", step,
                          self.last_summary["macs"] / 1e6,
                          f" (target {self.target / 1e6:.4g}M)" if self.target else "",
@@ -242,7 +311,13 @@ class SearchRecorder(driver.CheckpointCallback):
             return
         self.last_summary = report.write_search_outputs(
             self.model_dir, self.supernet, step, self.history, target_macs=self.target,
-            warmup_steps=self.warmup_steps, total_steps=self.total_steps, heldout=self.heldout)
+            warmup_steps=self.warmup_steps, total_steps=self.total_steps, heldout=self.heldout,
+            write_arch=self.decided(step))
+
+    def decided(self, step: int) -> bool:
+        """Whether the decisions at ``step`` are the search's (the decision phase has begun,
+        or the search has no warm-up): only then is arch.txt written."""
+        return step > self.warmup_steps or self.warmup_steps == 0
 
 
 def heldout_evaluator(model: Supernet, strategy: tf.distribute.Strategy,
@@ -286,14 +361,21 @@ def heldout_evaluator(model: Supernet, strategy: tf.distribute.Strategy,
 
 
 def indicator_summaries(supernet: Supernet):
-    """A driver ``summary_fn``: every indicator and threshold as a TensorBoard scalar."""
+    """A driver ``summary_fn``: every indicator and threshold, and the cross-entropy and cost
+    parts of every threshold's gradient, as TensorBoard scalars."""
     from autonl_tf.training import progress
 
     def write(step: int, logs: Mapping[str, float]) -> None:
         for name, value in supernet.indicator_values().items():
             progress.scalar_summary(name, value, step)
+        names = list(supernet.threshold_values())
         for name, variable in supernet.threshold_values().items():
             progress.scalar_summary("threshold/" + name, variable, step)
+        # Each threshold's gradient, split into what the data says (cross-entropy) and what the
+        # cost term says, averaged since the last log line.
+        for part, values in supernet.threshold_gradient_parts().items():
+            for name, value in zip(names, values.numpy(), strict=True):
+                progress.scalar_summary(f"threshold_gradient/{part}/{name}", value, step)
 
     return write
 
@@ -340,7 +422,8 @@ class SearchTask(experiment.ExperimentTask):
             recorder.last_summary = report.write_search_outputs(
                 context.model_dir, model, result["step"], recorder.history,
                 target_macs=recorder.target, warmup_steps=recorder.warmup_steps,
-                total_steps=recorder.total_steps, heldout=recorder.heldout)
+                total_steps=recorder.total_steps, heldout=recorder.heldout,
+                write_arch=recorder.decided(result["step"]))
         result.update(summary=recorder.last_summary,
                       arch_file=os.path.join(context.model_dir, files.ARCH_FILE))
 

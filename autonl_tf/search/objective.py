@@ -8,6 +8,12 @@ Cost terms (``SearchObjective.cost_loss``), all on ``log(cost)`` so that their g
 * ``target_squared``: ``log(cost / target)**2`` -- two-sided, fading near the target.
 * ``hinge``: ``max(0, log(cost / target))`` -- only pushes down, never up.
 * ``log``: ``log(cost)`` -- Single-Path NAS; ignores the target (trade-off set by lambda alone).
+* ``lagrangian`` (default of the search configs): the target as a constraint, by the augmented
+  Lagrangian ``m * c + c**2 / 2`` of ``c = log(cost / target)``, whose multiplier ``m`` starts at
+  0 and is raised by ``multiplier_rate * c`` at every decision step (lowered below the target).
+  The cost term then weighs only as much as it takes to hold the target: the decisions that
+  buy the least cross-entropy per MAC go first, and networks near the target compete on the
+  cross-entropy (docs/search.md, "Objective").
 
 ``target_tolerance`` adds a dead zone of +-tolerance around the target. ``discrete_gradient``
 (default) differentiates the cost term per indicator by the exact effect of flipping it, which is
@@ -24,7 +30,7 @@ import tensorflow as tf
 
 __all__ = ["COST_LOSSES", "SearchObjective"]
 
-COST_LOSSES = ("target", "target_squared", "hinge", "log")
+COST_LOSSES = ("lagrangian", "target", "target_squared", "hinge", "log")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +47,12 @@ class SearchObjective:
         as ``weight_decay * sum(w**2) / 2`` (the training recipe's convention).
       target_tolerance: relative dead zone around the target (0 = none).
       discrete_gradient: see `indicator_cost_term`.
+      multiplier_rate: 'lagrangian' only: the multiplier's step per decision step and unit of
+        ``log(cost / target)``.
+      settle_step: 'lagrangian' only: from this (0-based) step on, the cost term is the
+        'target' form ``|log(cost / target)|`` with lambda ``settle_weight`` and the multiplier
+        rests, so that the search ends on the target (None = never).
+      settle_weight: lambda of that last phase.
     """
 
     target_macs: float | None = None
@@ -51,6 +63,9 @@ class SearchObjective:
     weight_decay: float = 0.0
     target_tolerance: float = 0.0
     discrete_gradient: bool = True
+    multiplier_rate: float = 0.02
+    settle_step: int | None = None
+    settle_weight: float = 5.0
 
     def __post_init__(self):
         if self.cost_loss not in COST_LOSSES:
@@ -58,25 +73,58 @@ class SearchObjective:
         if self.cost_loss != "log" and not (self.target_macs and self.target_macs > 0):
             raise ValueError(f"cost_loss={self.cost_loss!r} needs a positive target_macs "
                              "(--target_flops); use cost_loss='log' to search without a target")
-        if self.cost_weight < 0 or self.warmup_steps < 0:
-            raise ValueError("cost_weight and warmup_steps must be >= 0")
+        if min(self.cost_weight, self.warmup_steps, self.multiplier_rate,
+               self.settle_weight) < 0:
+            raise ValueError("cost_weight, warmup_steps, multiplier_rate and settle_weight must "
+                             "be >= 0")
 
-    def cost_term(self, macs: tf.Tensor) -> tf.Tensor:
-        """The cost term (before lambda) of the expected MACs, a float32 scalar."""
+    def cost_term(self, macs: tf.Tensor, multiplier: tf.Tensor | float = 0.0,
+                  settling: tf.Tensor | float = 0.0) -> tf.Tensor:
+        """The cost term (before lambda) of the expected MACs, a float32 scalar.
+
+        ``multiplier``, ``settling`` (0/1): the 'lagrangian' form's current multiplier and
+        whether it is in its settling phase (`settling`); the other forms ignore them.
+        """
         macs = tf.cast(macs, tf.float32)
         if self.cost_loss == "log":
             return tf.math.log(macs)
-        log_ratio = tf.math.log(macs / self.target_macs)
-        if self.target_tolerance > 0:  # a dead zone: no pull within +-tolerance of the target
-            band = float(np.log1p(self.target_tolerance))
-            log_ratio = tf.sign(log_ratio) * tf.nn.relu(tf.abs(log_ratio) - band)
+        log_ratio = self.log_ratio(macs)
+        if self.cost_loss == "lagrangian":
+            settling = tf.cast(settling, tf.float32)
+            lagrangian = tf.cast(multiplier, tf.float32) * log_ratio + 0.5 * tf.square(log_ratio)
+            return (1.0 - settling) * lagrangian + settling * tf.abs(log_ratio)
         if self.cost_loss == "target":
             return tf.abs(log_ratio)
         if self.cost_loss == "target_squared":
             return tf.square(log_ratio)
         return tf.nn.relu(log_ratio)
 
-    def indicator_cost_term(self, gates: list[tf.Tensor], macs_fn) -> tuple[tf.Tensor, tf.Tensor]:
+    def log_ratio(self, macs: tf.Tensor) -> tf.Tensor:
+        """``log(macs / target)`` (float32), within the dead zone of ``target_tolerance`` 0."""
+        log_ratio = tf.math.log(tf.cast(macs, tf.float32) / self.target_macs)
+        if self.target_tolerance > 0:  # a dead zone: no pull within +-tolerance of the target
+            band = float(np.log1p(self.target_tolerance))
+            log_ratio = tf.sign(log_ratio) * tf.nn.relu(tf.abs(log_ratio) - band)
+        return log_ratio
+
+    def settling(self, step: tf.Tensor) -> tf.Tensor:
+        """1.0 from ``settle_step`` on ('lagrangian' only), else 0.0 (float32)."""
+        if self.cost_loss != "lagrangian" or self.settle_step is None:
+            return tf.constant(0.0)
+        return tf.cast(tf.cast(step, tf.int64) >= self.settle_step, tf.float32)
+
+    def multiplier_step(self, macs: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        """The 'lagrangian' multiplier's change after a decision step at ``macs`` (float32):
+        dual ascent, up while the cost is above the target, down below it; 0 for the other
+        forms and while settling."""
+        if self.cost_loss != "lagrangian":
+            return tf.constant(0.0)
+        return ((1.0 - self.settling(step)) * self.multiplier_rate
+                * tf.stop_gradient(self.log_ratio(macs)))
+
+    def indicator_cost_term(self, gates: list[tf.Tensor], macs_fn,
+                            multiplier: tf.Tensor | float = 0.0,
+                            settling: tf.Tensor | float = 0.0) -> tuple[tf.Tensor, tf.Tensor]:
         """The cost term of ``macs_fn(gates)``, differentiated per indicator by its flip.
 
         The expected MACs are multilinear in the 0/1 indicators, so ``d = dMACs/dg_j`` is exactly
@@ -89,13 +137,14 @@ class SearchObjective:
         Args:
           gates: flat list of float32 0/1 scalars.
           macs_fn: gates -> float32 expected MACs (multilinear).
+          multiplier, settling: see `cost_term`.
 
         Returns:
           (cost term, expected MACs), float32 scalars.
         """
         if not self.discrete_gradient:
             macs = macs_fn(gates)
-            return self.cost_term(macs), macs
+            return self.cost_term(macs, multiplier, settling), macs
 
         @tf.custom_gradient
         def term(*flat):
@@ -103,14 +152,14 @@ class SearchObjective:
                 tape.watch(flat)
                 macs = macs_fn(list(flat))
             slopes = tape.gradient(macs, flat, unconnected_gradients="zero")
-            value = self.cost_term(macs)
+            value = self.cost_term(macs, multiplier, settling)
 
             def grad(upstream, _unused_macs_upstream=None):
                 # Every flip at once, as [num_gates] vectors: a handful of ops whatever the
                 # number of decisions (a search space has up to a few hundred).
                 on, change = tf.stack(flat), tf.stack(slopes)
-                flips = (self.cost_term(macs + (1.0 - on) * change)
-                         - self.cost_term(macs - on * change))
+                flips = (self.cost_term(macs + (1.0 - on) * change, multiplier, settling)
+                         - self.cost_term(macs - on * change, multiplier, settling))
                 return tf.unstack(upstream * flips, num=len(flat))
 
             return (value, tf.stop_gradient(macs)), grad
@@ -118,6 +167,7 @@ class SearchObjective:
         return term(*gates)
 
     def cost_weight_at(self, step: tf.Tensor) -> tf.Tensor:
-        """lambda at a (0-based) step: 0 during the warm-up."""
+        """lambda at a (0-based) step: 0 during the warm-up, ``settle_weight`` while settling."""
         on = tf.cast(tf.cast(step, tf.int64) >= self.warmup_steps, tf.float32)
-        return on * self.cost_weight
+        settling = self.settling(step)
+        return on * ((1.0 - settling) * self.cost_weight + settling * self.settle_weight)

@@ -136,13 +136,16 @@ def write_search_outputs(model_dir: str, supernet: Supernet, step: int,
                          history: Sequence[Mapping[str, float]] = (),
                          target_macs: float | None = None,
                          warmup_steps: int = 0, total_steps: int | None = None,
-                         figure: bool = True, heldout: Sequence[Mapping] = ()) -> dict:
-    """Writes arch.txt, search_summary.json, search_history.json and search.png; returns the
-    summary."""
+                         figure: bool = True, heldout: Sequence[Mapping] = (),
+                         write_arch: bool = True) -> dict:
+    """Writes search_summary.json, search_history.json, search.png and (``write_arch``)
+    arch.txt; returns the summary."""
     tf.io.gfile.makedirs(model_dir)
     summary = search_summary(supernet, step, target_macs)
     summary.update(learning_summary(history, heldout, warmup_steps))
-    files.write_atomic(os.path.join(model_dir, files.ARCH_FILE), "\n".join(summary["arch"]) + "\n")
+    if write_arch:
+        files.write_atomic(os.path.join(model_dir, files.ARCH_FILE),
+                           "\n".join(summary["arch"]) + "\n")
     files.write_json_atomic(os.path.join(model_dir, files.SEARCH_SUMMARY_FILE), summary, allow_nan=True)
     files.write_json_atomic(os.path.join(model_dir, files.SEARCH_HISTORY_FILE),
                             {"rows": [dict(r) for r in history],

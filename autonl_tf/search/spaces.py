@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("autonl", "single_path", "tiny", "proxy")
+VARIANTS = ("autonl", "single_path", "tiny", "proxy", "demo")
 
 
 def _stage(filters, repeats, stride, **overrides):
@@ -54,6 +54,12 @@ def _fixed(filters, stride, kernel, expand, se_ratio=0.0):
 def get_config(variant: str = "autonl") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
         raise ValueError(f"search space variant {variant!r}: expected one of {VARIANTS}")
+    if variant == "demo":
+        # The macro's stages that still see space at 32 px (output stride 16, the last maps 2x2),
+        # two blocks each, LightNL candidates where the maps are 8x8 and 4x4, SE searched in
+        # the 80-channel stage.
+        return _space([_fixed(16, 1, kernel=3, expand=1), _stage(24, 2, 2), _stage(40, 2, 2),
+                       _stage(80, 2, 2, se_ratios=(0.0, 0.25, 0.5), lightnl=False)])
     if variant == "proxy":
         # The macro's first stages only (output stride 8, no SE): convolutions that reach a
         # limited neighbourhood, for benchmarks/search_quality.py at 64 px, where the label of

@@ -33,7 +33,7 @@ from autonl_tf.training.losses import (
     weight_decay_variables,
 )
 
-__all__ = ["Supernet", "gate_names"]
+__all__ = ["Supernet", "VectorMean", "gate_names"]
 
 _STEM = ModelSpec.__dataclass_fields__["stem_filters"].default
 _HEAD = ModelSpec.__dataclass_fields__["head_filters"].default
@@ -63,6 +63,34 @@ def gate_names(block: SearchBlock) -> list[tuple[str, str, int | None]]:
         names += [(prefix + f"lightnl_stride{s}", "lightnl_stride", j)
                   for j, s in enumerate(block.lightnl_strides[1:])]
     return names
+
+
+@keras.saving.register_keras_serializable(package="autonl_tf")
+class VectorMean(keras.metrics.Metric):
+    """Mean of a [size] vector over the updates since the last reset (per element).
+
+    The supernet keeps the two parts of every threshold's gradient in two of these (see
+    `Supernet.threshold_gradient_parts`); the driver resets them at every log line, like the
+    other metrics.
+    """
+
+    def __init__(self, size: int, name: str = "vector_mean", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.size = int(size)
+        self.total = self.add_variable(shape=(self.size,), initializer="zeros", name="total",
+                                       aggregation="sum")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count",
+                                       aggregation="sum")
+
+    def update_state(self, values):
+        self.total.assign_add(tf.cast(tf.reshape(values, [self.size]), self.dtype))
+        self.count.assign_add(tf.cast(1.0, self.dtype))
+
+    def result(self):
+        return self.total / tf.maximum(self.count, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
 
 
 class Supernet(keras.Model):
@@ -111,6 +139,7 @@ class Supernet(keras.Model):
                              f"{indicator_keep_probability}")
         self.indicator_keep_probability = float(indicator_keep_probability)
         self.log_indicators = log_indicators
+        self.score_gradient = bool(score_gradient)
         self.search_cost = SearchCost(space, image_size, num_classes, width_multiplier,
                                       depth_divisor)
         scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
@@ -150,6 +179,17 @@ class Supernet(keras.Model):
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "cross_entropy", "cost_loss")}
         self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        # The two parts of each threshold's gradient, in `threshold_values` order (one threshold
+        # per decision): the cross-entropy's (what the data says about the decision) and the
+        # cost term's (lambda * what the decision costs). Logged by the search program.
+        self._threshold_gradients = {
+            part: VectorMean(space.num_decisions, name=f"threshold_gradient_{part}")
+            for part in ("cross_entropy", "cost")}
+        # The multiplier of the 'lagrangian' cost term (`SearchObjective`), raised while the
+        # expected cost is above the target; checkpointed with the weights.
+        self.cost_multiplier = self.add_weight(
+            name="cost_multiplier", shape=(), initializer="zeros", dtype="float32",
+            trainable=False, autocast=False, aggregation="only_first_replica")
         self.build((None, image_size, image_size, 3))
 
     # -- construction ----------------------------------------------------------------------------
@@ -256,7 +296,13 @@ class Supernet(keras.Model):
 
     @property
     def metrics(self):
-        return [*self._trackers.values(), self._accuracy]
+        return [*self._trackers.values(), self._accuracy, *self._threshold_gradients.values()]
+
+    def threshold_gradient_parts(self) -> dict[str, tf.Tensor]:
+        """{'cross_entropy': [n], 'cost': [n]}: each threshold's gradient parts (in
+        `threshold_values` order), averaged over the steps since the metrics were last reset.
+        Their sum is what the threshold optimizer receives (zero during the warm-up)."""
+        return {part: tracker.result() for part, tracker in self._threshold_gradients.items()}
 
     def _weight_decay(self) -> tf.Tensor:
         """The recipe's L2 term (`autonl_tf.training.losses`), added to the loss by hand: the
@@ -316,15 +362,18 @@ class Supernet(keras.Model):
                       gates=gates if forward_gates is None else forward_gates)
         cross_entropy = tf.reduce_mean(self.cross_entropy(labels, logits))
         flat = tf.nest.flatten(gates)
-        cost_loss, macs = self.objective.indicator_cost_term(
-            flat, lambda g: self.expected_macs(tf.nest.pack_sequence_as(gates, g)))
         optimizer = getattr(self, "optimizer", None)
         step = optimizer.iterations if optimizer is not None else 0
+        cost_loss, macs = self.objective.indicator_cost_term(
+            flat, lambda g: self.expected_macs(tf.nest.pack_sequence_as(gates, g)),
+            multiplier=tf.stop_gradient(tf.convert_to_tensor(self.cost_multiplier)),
+            settling=self.objective.settling(step))
         cost_weight = self.objective.cost_weight_at(step)
-        loss = cross_entropy + cost_weight * cost_loss + self._weight_decay()
+        weight_decay = self._weight_decay()
+        loss = cross_entropy + cost_weight * cost_loss + weight_decay
         return {"loss": loss, "cross_entropy": cross_entropy, "cost_loss": cost_loss,
-                "cost_weight": cost_weight, "expected_macs": macs, "logits": logits,
-                "gates": gates}
+                "cost_weight": cost_weight, "weight_decay": weight_decay,
+                "expected_macs": macs, "logits": logits, "gates": gates}
 
     # No AutoGraph: nothing here branches on tensors, and converting this code costs seconds of
     # tracing (the training driver's tf.function would otherwise convert it).
@@ -333,7 +382,10 @@ class Supernet(keras.Model):
         images, labels = self._unpack(data)
         weights, thresholds = self.weight_variables, self.threshold_variables
         deciding = self.deciding()
-        with tf.GradientTape() as tape:
+        # Persistent: the loss's parts are differentiated one by one (below), so that each
+        # threshold's cross-entropy part and cost part can be logged; only the cross-entropy
+        # goes back through the network, the other parts are small graphs of their own.
+        with tf.GradientTape(persistent=True) as tape:
             # The indicators once: the dropped forward ones derive from them (the same values
             # and gradients as computing them twice, half the graph).
             gates = self.block_gates()
@@ -341,12 +393,40 @@ class Supernet(keras.Model):
             terms = self.search_losses(images, labels, training=True, forward_gates=forward,
                                        gates=gates)
             # Each replica holds 1/num_replicas of the mean; the optimizers sum over replicas.
-            loss = self.optimizer.scale_loss(scale_loss_for_distribution(terms["loss"]))
-        grads = tape.gradient(loss, weights + thresholds)
-        self.optimizer.apply_gradients(zip(grads[:len(weights)], weights, strict=True))
+            scale = lambda term: self.optimizer.scale_loss(  # noqa: E731
+                scale_loss_for_distribution(term))
+            parts = (scale(terms["cross_entropy"]),
+                     scale(terms["cost_weight"] * terms["cost_loss"]),
+                     scale(terms["weight_decay"]))
+        def gradient(part, variables):  # zeros where a part does not reach a variable
+            return [tf.zeros(v.shape, v.dtype) if g is None else g
+                    for v, g in zip(variables, tape.gradient(part, variables), strict=True)]
+
+        cross_entropy, cost, decay = parts
+        cross_entropy_grads = gradient(cross_entropy, weights + thresholds)
+        # The cost term reaches the weights only through the indicator scores (score_gradient);
+        # the weight decay never reaches a threshold.
+        cost_grads = gradient(cost, (weights if self.score_gradient else []) + thresholds)
+        weight_grads = [a + b for a, b in zip(cross_entropy_grads[:len(weights)],
+                                              gradient(decay, weights), strict=True)]
+        if self.score_gradient:
+            weight_grads = [a + b for a, b in zip(weight_grads, cost_grads, strict=True)]
+        cross_entropy_grads = cross_entropy_grads[len(weights):]
+        cost_grads = cost_grads[-len(thresholds):] if thresholds else []
+        self.optimizer.apply_gradients(zip(weight_grads, weights, strict=True))
         # Thresholds are frozen during the warm-up (zero gradient: Adam's moments stay at 0).
         self.threshold_optimizer.apply_gradients(
-            zip([g * deciding for g in grads[len(weights):]], thresholds, strict=True))
+            zip([deciding * (a + b) for a, b in zip(cross_entropy_grads, cost_grads, strict=True)],
+                thresholds, strict=True))
+        # Dual ascent of the 'lagrangian' multiplier (every replica computes the same MACs).
+        self.cost_multiplier.assign_add(
+            deciding * self.objective.multiplier_step(terms["expected_macs"],
+                                                      self.optimizer.iterations - 1))
+        # Logged as the whole gradient (a replica's share times the number of replicas).
+        replicas = float(tf.distribute.get_strategy().num_replicas_in_sync)
+        for part, part_grads in (("cross_entropy", cross_entropy_grads), ("cost", cost_grads)):
+            self._threshold_gradients[part].update_state(
+                replicas * deciding * tf.stack(part_grads))
         return self._logs(terms, labels)
 
     @tf.autograph.experimental.do_not_convert
@@ -359,9 +439,14 @@ class Supernet(keras.Model):
         for name, tracker in self._trackers.items():
             tracker.update_state(terms[name])
         self._accuracy.update_state(tf.reshape(labels, [-1]), terms["logits"])
-        logs = {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in (*self._trackers.values(), self._accuracy)}
+        # The mean size of the two parts of the threshold gradients (0 during the warm-up).
+        for part, tracker in self._threshold_gradients.items():
+            logs[f"threshold_gradient_{part}"] = tf.reduce_mean(tf.abs(tracker.result()))
         logs["expected_macs"] = terms["expected_macs"]
         logs["cost_weight"] = terms["cost_weight"]
+        if self.objective.cost_loss == "lagrangian":
+            logs["cost_multiplier"] = tf.convert_to_tensor(self.cost_multiplier)
         if self.log_indicators:
             logs.update(self.indicator_values(terms["gates"]))
         return logs

@@ -12,9 +12,16 @@ from absl import app, flags
 
 from autonl_tf import errors
 from autonl_tf._startup import quiet_tensorflow_startup
-from autonl_tf.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_PREEMPTED, EXIT_RUN_FAILED, error_line
+from autonl_tf.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_NOT_LEARNING,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    EXIT_RUN_FAILED,
+    error_line,
+)
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_RUN_FAILED",
+__all__ = ["EXIT_BAD_INPUT", "EXIT_NOT_LEARNING", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_RUN_FAILED",
            "define_strategy_flags", "error_line", "exit_on_user_errors", "parse_flags",
            "quiet_tensorflow_startup", "run", "strategy_from_flags"]
 
