@@ -49,12 +49,15 @@ TFLITE_MODES = tuple(MODE_DESCRIPTIONS)
 # are accurate (each is verified against TensorFlow at export) and fast on a phone CPU.
 DEFAULT_TFLITE_MODES = ("float32", "int8")
 # mode -> why it is or is not a default (written into its card). Latencies: batch 1, 224 px,
-# one thread, XNNPACK, `python benchmarks/tflite_latency.py` (README, "Serving and phones").
+# one thread, XNNPACK, `python benchmarks/tflite_latency.py` (docs/phones.md).
 MODE_SELECTION = {
     "float32": "default: the exact reference (top-1 agrees with TensorFlow on every image), runs "
                "on every delegate (XNNPACK CPU, GPU)",
-    "int8": "default: 3.5x smaller and 1.8-1.9x faster than float32 on CPU for AutoNL-S/L (XNNPACK "
-            "runs the whole graph), top-1 verified against TensorFlow at export",
+    "int8": "default: 3.5x smaller than float32, and faster on CPUs with int8 dot-product "
+            "instructions (phones' ARM dotprod, x86 VNNI; measured 1.8-1.9x for AutoNL-S/L on "
+            "one, docs/phones.md) but not on CPUs without them (AVX2 alone: level or slower); "
+            "XNNPACK runs the whole graph, LightNL's products included; top-1 verified "
+            "against TensorFlow at export",
     "float16": "not a default: half the size of float32 but no faster on CPU (weights are "
                "dequantised to float32 at load); for GPU delegates",
     "dynamic_int8": "not a default: measured slower than float32 with XNNPACK (it does not "
