@@ -69,7 +69,8 @@ STEP_MEANINGS = {
     "decode": "decode the JPEG/PNG file to RGB uint8 [height, width, 3] (3 channels: grey "
               "images repeated, alpha dropped)",
     "central_crop": "keep the central square of side max(1, floor(fraction * min(height, "
-                    "width))), top = (height - side + 1) // 2, left = (width - side + 1) // 2",
+                    "width))) (the product in float32), top = (height - side + 1) // 2, "
+                    "left = (width - side + 1) // 2",
     "resize": "resize to [size, size] with bicubic interpolation (Keys cubic, a = -0.5, "
               "half-pixel centres, no antialiasing: tf.image.resize(method='bicubic')), as "
               "float32, then clip to 0..255",
