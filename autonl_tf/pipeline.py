@@ -269,12 +269,15 @@ def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: in
         agreement = (export_card.get("verification", {}).get("tflite") or {}).get(mode) or {}
         ratio = (f" ({latencies[mode] / latencies['float32']:.2f}x float32)"
                  if "float32" in latencies and mode != "float32" else "")
+        # int8: how LightNL's products were computed (docs/phones.md).
+        computed_in = export_card["tflite"][mode].get("lightnl_products")
+        products = f", LightNL products in {computed_in}" if computed_in else ""
         lines.append(
             f"TFLite {mode:<8} {os.path.getsize(tflite) / 1024:6.0f} KiB, batch-1 latency "
             f"{latencies[mode]:.3f} ms{ratio} (LiteRT, 1 thread, fastest of {latency_runs}), "
             f"top-1 agreement with TensorFlow "
             f"{100 * agreement.get('top1_agreement', float('nan')):.1f}% on "
-            f"{agreement.get('num_images', 0)} eval images")
+            f"{agreement.get('num_images', 0)} eval images{products}")
     for mode, reason in export_card.get("tflite_left_out", {}).items():
         lines.append(f"TFLite {mode:<8} left out: {reason}")
     lines.append("artefacts:")

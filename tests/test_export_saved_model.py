@@ -127,8 +127,19 @@ def test_export_card_and_labels_file(exported):
     assert set(card["signatures"]) == {SERVING_BYTES, SERVING_IMAGES, SERVING_NORMALIZED}
     assert card["model"]["macs"] == testing.demo_spec().cost(IMAGE_SIZE, 10).macs
     assert card["model"]["params"] > 0
-    assert card["preprocessing"]["normalization"]["mean"] == list(preprocessing.IMAGENET_MEAN)
-    assert card["preprocessing"]["central_crop_fraction"] == 0.5
+    # Per signature, what the client does and what the model does inside
+    # (tests/test_export_contract.py runs a client built from these fields alone).
+    signatures = card["signatures"]
+    assert signatures[SERVING_BYTES]["client"]["steps"] == []
+    assert [s["op"] for s in signatures[SERVING_BYTES]["in_model"]["steps"]] == [
+        "decode", "central_crop", "resize", "normalize"]
+    assert signatures[SERVING_IMAGES]["in_model"]["steps"] == [{
+        "op": "normalize", "mean": list(preprocessing.IMAGENET_MEAN),
+        "std": list(preprocessing.IMAGENET_STD)}]
+    assert signatures[SERVING_IMAGES]["client"]["steps"][1] == {"op": "central_crop",
+                                                                "fraction": 0.5}
+    assert signatures[SERVING_NORMALIZED]["in_model"]["steps"] == []
+    assert "preprocessing" not in card
     assert (export_dir / "labels.txt").read_text().splitlines() == testing.demo_labels()
     assert not [p for p in export_dir.parent.iterdir() if p.name.startswith(".")]
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from autonl_tf.arch import expand_repeats
 from autonl_tf.data import normalize
 from autonl_tf.export import (
     TFLITE_MODES,
@@ -23,7 +24,8 @@ from autonl_tf.export import (
     tflite_op_codes,
     xnnpack_partitions,
 )
-from autonl_tf.export.tflite import activation_ranges
+from autonl_tf.export.products import check_int8_products, lightnl_products_of
+from autonl_tf.export.tflite import activation_ranges, tflite_input
 from autonl_tf.models import build_model, resolve_model_spec
 
 IMAGE_SIZE = 32
@@ -86,24 +88,105 @@ def _batch_matmul_input_types(model_bytes: bytes) -> set[str]:
             if op["op_name"] == "BATCH_MATMUL" for i in op["inputs"]}
 
 
-@pytest.mark.parametrize("mode", ["int8", "int8_io"])
-def test_full_integer_keeps_only_lightnl_products_in_float(converted, mode):
-    # LightNL's activation-by-activation products run in float32 between DEQUANTIZE and
-    # QUANTIZE (XNNPACK has no int8 kernel for them); everything else is int8. (A float island
-    # up to LightNL's depthwise conv was tried: int8 weights of large float kernels come with a
-    # DEQUANTIZE that XNNPACK does not take, one partition more per LightNL at 224 px.)
-    assert _batch_matmul_input_types(converted[mode]) == {"float32"}
+def _output_types(model_bytes: bytes) -> dict[str, set[str]]:
     interpreter = Interpreter(
-        model_content=converted[mode],
+        model_content=model_bytes,
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    output_types: dict[str, list[str]] = {}
+    output_types: dict[str, set[str]] = {}
     for op in interpreter._get_ops_details():
-        output_types.setdefault(op["op_name"], []).append(
+        output_types.setdefault(op["op_name"], set()).add(
             np.dtype(tensors[op["outputs"][0]]["dtype"]).name)
-    for name in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "LOGISTIC"):
-        assert set(output_types[name]) == {"int8"}, name
+    return output_types
+
+
+@pytest.mark.parametrize("mode", ["int8", "int8_io"])
+def test_full_integer_computes_lightnl_products_in_int8_inside_xnnpack(converted, mode):
+    # LightNL's activation-by-activation products are int8 BATCH_MATMULs whose right-hand
+    # operand has zero point 0 (what XNNPACK's int8 batch matmul takes), like every other op;
+    # no DEQUANTIZE/QUANTIZE but the model's own input and output conversions.
+    products = lightnl_products_of(converted[mode])
+    assert len(products) == 6  # two per LightNL
+    assert all(p.dtypes == ("int8", "int8", "int8") for p in products), products
+    assert all(p.right_scales == 1 and p.right_zero_point == 0 for p in products), products
+    assert not any(p.float_neighbours for p in products)
+    output_types = _output_types(converted[mode])
+    for name in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "LOGISTIC", "BATCH_MATMUL"):
+        assert output_types[name] == {"int8"}, name
     assert xnnpack_partitions(converted[mode]) == DelegatePartitions(1, ())
+
+
+def test_float32_islands_remain_as_the_fallback(demo_model, calibration_images,
+                                                verification_images):
+    # lightnl_products='float32': the products run in float32 between DEQUANTIZE and QUANTIZE,
+    # still inside the one XNNPACK partition; the product check names why they are not int8.
+    islands = convert_to_tflite(demo_model, IMAGE_SIZE, "int8", calibration_images,
+                                lightnl_products="float32")
+    assert _batch_matmul_input_types(islands) == {"float32"}
+    assert xnnpack_partitions(islands) == DelegatePartitions(1, ())
+    check = check_int8_products(islands, verification_images)
+    assert not check.ok and check.int8_symmetric == 0
+    assert "float32 x float32 -> float32" in check.summary()
+    assert "sit between DEQUANTIZE and QUANTIZE" in check.summary()
+    reference = demo_model(verification_images, training=False).numpy()
+    assert compare_logits(reference, tflite_logits(islands, verification_images)
+                          ).top1_agreement >= MIN_TOP1["int8"]
+
+
+def test_an_asymmetric_right_operand_leaves_xnnpack(demo_model, calibration_images,
+                                                   verification_images, monkeypatch):
+    """With the calibrated (asymmetric) ranges, the right-hand operands get non-zero zero points
+    and the pinned LiteRT's XNNPACK leaves every product to the reference kernel, between
+    partitions: what `symmetric_product_operands` prevents, and what the check reports."""
+    from autonl_tf.export import tflite as tflite_lib
+
+    monkeypatch.setattr(tflite_lib, "symmetric_product_operands", lambda _, ranges: ranges)
+    asymmetric = convert_to_tflite(demo_model, IMAGE_SIZE, "int8", calibration_images)
+    products = lightnl_products_of(asymmetric)
+    assert all(p.dtypes == ("int8", "int8", "int8") for p in products)
+    assert any(p.right_zero_point != 0 for p in products)
+    partitions = xnnpack_partitions(asymmetric)
+    assert partitions.partitions > 1 and "BATCH_MATMUL" in partitions.undelegated
+    check = check_int8_products(asymmetric, verification_images)
+    assert not check.ok
+    assert "right-hand zero point" in check.summary() and "not delegated" in check.summary()
+
+
+def _demo_without_lightnl(demo_model) -> keras.Model:
+    """The demo network with its LightNL blocks removed, every other weight copied over."""
+    import dataclasses
+
+    spec = testing.demo_spec()
+    plain = dataclasses.replace(spec, blocks=tuple(
+        dataclasses.replace(b, nonlocal_ratio=None, nonlocal_stride=1) for b in spec.blocks))
+    model = build_model(plain, num_classes=10, image_size=IMAGE_SIZE, dropout_rate=0.0)
+    weights = {v.path.replace(demo_model.name, ""): v for v in demo_model.variables}
+    for variable in model.variables:
+        variable.assign(weights[variable.path.replace(model.name, "")])
+    return model
+
+
+def test_int8_products_add_no_partition_and_xnnpack_computes_them_exactly(
+        demo_model, converted, calibration_images, verification_images):
+    """The issue's must-show: the exported LightNL network's int8 model has int8 BATCH_MATMULs
+    with right-hand zero point 0, runs in as many XNNPACK partitions as the same network
+    without LightNL, and its delegated and un-delegated outputs agree."""
+    plain = convert_to_tflite(_demo_without_lightnl(demo_model), IMAGE_SIZE, "int8",
+                              calibration_images)
+    assert not lightnl_products_of(plain)
+    with_lightnl = converted["int8"]
+    assert xnnpack_partitions(with_lightnl).partitions == xnnpack_partitions(plain).partitions
+    check = check_int8_products(with_lightnl, verification_images, max_images=20)
+    assert check.ok, check.problems
+    assert (check.products, check.int8_symmetric, check.images) == (6, 6, 20)
+    # Each product by XNNPACK and by TFLite's reference kernel, on the operands the model made:
+    # the same int32 sums, requantised alike up to a rounding tie.
+    assert check.max_product_step_diff <= 1
+    # The whole model with and without the delegate (its convolutions requantise differently
+    # too, with or without LightNL): the same classes.
+    delegated = tflite_logits(with_lightnl, verification_images)
+    reference_kernels = tflite_logits(with_lightnl, verification_images, delegate=False)
+    assert compare_logits(reference_kernels, delegated).top1_agreement >= 0.99
 
 
 def test_one_atypical_calibration_image_no_longer_ruins_int8(demo_model, calibration_images,
@@ -135,11 +218,66 @@ def test_activation_ranges_clip_what_one_outlier_image_reaches(demo_model, calib
     robust = activation_ranges(float_model, with_outlier, 0.1)
     assert set(robust) == set(clean_ranges)
     # Min/max follows the outlier: some range grows far beyond the clean images' (LightNL is
-    # cubic); the per-tensor quantile leaves the outlier's extremes out.
+    # cubic); the per-tensor quantile leaves the outlier's extremes out. The products of two
+    # activations are fitted instead (`test_product_output_ranges_round_and_clip_least`),
+    # within what the images reach.
+    products = _product_outputs(float_model)
     growth = max(min_max[name][1] / high for name, (_, high) in clean_ranges.items() if high > 0)
     assert growth > 10
     for name, (low, high) in robust.items():
-        assert clean_ranges[name][0] - 1e-6 <= low <= 0.0 <= high <= clean_ranges[name][1] + 1e-6
+        if name in products:
+            assert min_max[name][0] - 1e-6 <= low <= 0.0 <= high <= min_max[name][1] + 1e-6
+        else:
+            assert (clean_ranges[name][0] - 1e-6 <= low <= 0.0
+                    <= high <= clean_ranges[name][1] + 1e-6)
+
+
+def _product_outputs(model_bytes: bytes, read_by_product: bool = False) -> set[str]:
+    """Names of the BATCH_MATMUL outputs (only those another BATCH_MATMUL reads)."""
+    interpreter = Interpreter(
+        model_content=model_bytes,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    tensors = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    products = [op for op in interpreter._get_ops_details() if op["op_name"] == "BATCH_MATMUL"]
+    operands = {i for op in products for i in op["inputs"]}
+    return {tensors[op["outputs"][0]] for op in products
+            if not read_by_product or op["outputs"][0] in operands}
+
+
+def test_product_output_ranges_round_and_clip_least(demo_model, calibration_images,
+                                                    verification_images):
+    """The int8 products lost accuracy in their outputs, the first product (``k^T v`` or
+    ``q k^T``) above all: the robust range clipped the few large entries that carry the next
+    product. The fitted ranges (calibration images) quantise every product output with less
+    error on other images (the verification images) than the robust ranges."""
+    from autonl_tf.export.tflite import _fake_quantize
+
+    float_model = convert_to_tflite(demo_model, IMAGE_SIZE, "float32")
+    fitted = activation_ranges(float_model, calibration_images)
+    robust = activation_ranges(float_model, calibration_images, fit_products=False)
+    products = _product_outputs(float_model)
+    assert len(products) == 6
+    assert {name for name in fitted if fitted[name] != robust[name]} <= products
+    interpreter = Interpreter(
+        model_content=float_model, experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    (input_detail,) = interpreter.get_input_details()
+    indices = {t["name"]: t["index"] for t in interpreter.get_tensor_details()}
+    errors = {name: np.zeros(2) for name in products}
+    for image in tflite_input(verification_images[:100]):
+        interpreter.set_tensor(input_detail["index"], image[None])
+        interpreter.invoke()
+        for name in products:
+            values = interpreter.get_tensor(indices[name]).astype(np.float64)
+            for column, ranges in enumerate((fitted, robust)):
+                errors[name][column] += np.mean((_fake_quantize(values, *ranges[name])
+                                                 - values) ** 2)
+    # The first products (read by the second): measured 0.28-0.56 of the robust ranges' error.
+    first = _product_outputs(float_model, read_by_product=True)
+    assert len(first) == 3
+    for name, (with_fitted, with_robust) in errors.items():
+        assert with_fitted <= (0.7 if name in first else 1.0) * with_robust, name
 
 
 
@@ -190,10 +328,14 @@ def test_published_architectures_convert_to_builtins(name):
 
     assert "BATCH_MATMUL" in _assert_builtin_only(float_model)
     assert "BATCH_MATMUL" in _assert_builtin_only(int8_model)
-    assert _batch_matmul_input_types(int8_model) == {"float32"}
-    # XNNPACK runs the whole graph in both modes, LightNL included: one delegate partition.
+    assert _batch_matmul_input_types(int8_model) == {"int8"}
+    # XNNPACK runs the whole graph in both modes, LightNL's int8 products included: one
+    # delegate partition.
     for converted_model in (float_model, int8_model):
         assert xnnpack_partitions(converted_model) == DelegatePartitions(1, ())
+    check = check_int8_products(int8_model, images)
+    assert check.ok and check.products == 2 * len(
+        [b for b in expand_repeats(resolve_model_spec(name).blocks) if b.nonlocal_ratio]), check
     reference = model(images, training=False).numpy()
     agreement = compare_logits(reference, tflite_logits(float_model, images))
     assert agreement.max_abs_logit_diff < 1e-3 * np.abs(reference).max(), agreement
@@ -217,10 +359,19 @@ def test_export_writes_tflite_models_and_cards(demo_model, calibration_images,
         assert card["model"]["macs"] == testing.demo_spec().cost(IMAGE_SIZE, 10).macs
         assert card["model"]["params"] == testing.demo_spec().cost(IMAGE_SIZE, 10).params
         assert card["input"]["shape"] == [1, IMAGE_SIZE, IMAGE_SIZE, 3]
-        assert card["preprocessing"]["normalization"]["std"] == [58.395, 57.12, 57.375]
+        # The client resizes; the model normalises (tests/test_export_contract.py).
+        assert [step["op"] for step in card["client"]["steps"]] == [
+            "decode", "central_crop", "resize"]
+        assert card["in_model"]["steps"] == [{"op": "normalize", "mean": [123.675, 116.28, 103.53],
+                                              "std": [58.395, 57.12, 57.375]}]
         assert card["labels"] == testing.demo_labels()
         assert card["verification"]["top1_agreement"] >= 0.95
         assert card["size_bytes"] == (export_dir / f"model_{artifact.mode}.tflite").stat().st_size
+    int8_card = json.loads((export_dir / "model_int8.json").read_text())
+    products = int8_card["quantization"]["lightnl_products"]
+    assert products["computed_in"] == "int8" and products["fallback_reason"] is None
+    assert products["int8_check"]["ok"] and products["xnnpack_partitions"] == 1
+    assert "LightNL products in int8" in result.summary()
     assert "model_float32.tflite 0" not in result.summary()  # a readable table
     export_card = json.loads((export_dir / "export_card.json").read_text())
     assert set(export_card["tflite"]) == {"float32", "int8"}
@@ -357,3 +508,47 @@ def test_lightnl_block_benchmark_covers_every_lightnl_of_the_network():
         assert sum(cost.lightnl_macs(size, size, channels, ratio, stride)
                    for size, channels, ratio, stride in blocks) == added
     assert benchmark.lightnl_blocks("autonl_l", 224)[0] == (56, 24, 0.25, 1)
+
+
+@pytest.mark.slow
+def test_int8_products_that_fail_their_check_fall_back_to_float32_islands(
+        demo_model, calibration_images, verification_images, tmp_path, monkeypatch):
+    """With the right-hand operands left asymmetric, XNNPACK does not take the int8 products:
+    'auto' (the default) ships the float32 islands and the card says why; 'int8' fails."""
+    from autonl_tf.export import tflite as tflite_lib
+
+    monkeypatch.setattr(tflite_lib, "symmetric_product_operands", lambda _, ranges: ranges)
+    options = dict(image_size=IMAGE_SIZE, tflite_modes="int8",
+                   calibration_images=calibration_images[:16],
+                   verification_images=verification_images[:16], min_top1_agreement=0.9)
+    export_dir = tmp_path / "export"
+    result = export_saved_model(demo_model, str(export_dir), **options)
+    (artifact,) = result.tflite
+    assert artifact.lightnl_products == "float32"
+    assert _batch_matmul_input_types((export_dir / "model_int8.tflite").read_bytes()) == {
+        "float32"}
+    products = json.loads((export_dir / "model_int8.json").read_text())[
+        "quantization"]["lightnl_products"]
+    assert products["computed_in"] == "float32" and products["requested"] == "auto"
+    assert "failed their check" in products["fallback_reason"]
+    assert "right-hand zero point" in products["fallback_reason"]
+    assert not products["int8_check"]["ok"]
+    assert json.loads((export_dir / "export_card.json").read_text())["tflite"]["int8"][
+        "lightnl_products"] == "float32"
+    with pytest.raises(VerificationError, match="tflite int8: the int8 products failed"):
+        export_saved_model(demo_model, str(tmp_path / "strict"), lightnl_products="int8",
+                           **options)
+    assert not (tmp_path / "strict").exists()
+
+
+def test_unknown_lightnl_product_mode_is_refused(demo_model, calibration_images, tmp_path):
+    with pytest.raises(ValueError, match="unknown LightNL product mode 'int4'; valid: int8, "
+                                         "float32"):
+        convert_to_tflite(demo_model, IMAGE_SIZE, "int8", calibration_images,
+                          lightnl_products="int4")
+    with pytest.raises(ValueError, match="unknown LightNL product mode 'fast'; valid: auto, "
+                                         "int8, float32"):
+        export_saved_model(demo_model, str(tmp_path / "export"), image_size=IMAGE_SIZE,
+                           tflite_modes="int8", calibration_images=calibration_images,
+                           lightnl_products="fast")
+    assert not (tmp_path / "export").exists()

@@ -31,6 +31,7 @@ from absl import app, flags
 from autonl_tf._startup import quiet_tensorflow_startup
 from autonl_tf.export.modes import (
     DEFAULT_TFLITE_MODES,
+    LIGHTNL_PRODUCT_CHOICES,
     TFLITE_MODES,
     ExportError,
     parse_tflite_modes,
@@ -59,6 +60,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                         **fv)
     flags.DEFINE_bool("tflite_int8_io", False,
                       "int8 input/output tensors for the 'int8' TFLite model.", **fv)
+    flags.DEFINE_enum("lightnl_products", "auto", list(LIGHTNL_PRODUCT_CHOICES),
+                      "How the 'int8' model computes LightNL's products of two activations: "
+                      "auto = in int8 inside XNNPACK, or in float32 between DEQUANTIZE and "
+                      "QUANTIZE when the int8 products fail their check or verification (the "
+                      "model's card says which and why); int8 = fail instead; float32 = always "
+                      "the float32 islands.", **fv)
     flags.DEFINE_integer("top_k", 5, "Classes returned by the serving_default signature.",
                          lower_bound=1, **fv)
     flags.DEFINE_string("labels_file", None, "Class names, one per line (default: those of the "
@@ -108,6 +115,7 @@ def _export(argv: list[str], f: flags.FlagValues):
         return export_from_model_dir(
             f.model_dir, f.export_dir, use_ema=f.use_ema, checkpoint_path=f.checkpoint_path,
             tflite_modes=f.tflite, int8_io=f.tflite_int8_io, top_k=f.top_k,
+            lightnl_products=f.lightnl_products,
             # Default modes are shipped when they pass verification; asked-for ones must.
             optional_tflite_modes=() if f["tflite"].present else ("int8",),
             labels_file=f.labels_file, data_dir=f.data_dir,

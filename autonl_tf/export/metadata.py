@@ -22,9 +22,12 @@ import flatbuffers
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as tflite_fb
 
-__all__ = ["LABELS_FILE", "METADATA_NAME", "ClassifierMetadata", "embed_classifier_metadata",
-           "read_classifier_metadata"]
+__all__ = ["LABELS_FILE", "METADATA_MEAN", "METADATA_NAME", "METADATA_STD", "ClassifierMetadata",
+           "embed_classifier_metadata", "read_classifier_metadata"]
 
+# The normalisation our models declare: the reader computes (pixel - 0) / 1, i.e. hands the RGB
+# pixels over unchanged, and the model normalises per channel inside (the cards' 'in_model').
+METADATA_MEAN, METADATA_STD = 0.0, 1.0
 METADATA_NAME = "TFLITE_METADATA"  # the model metadata entry the readers look for
 LABELS_FILE = "labels.txt"
 _METADATA_IDENTIFIER = b"M001"
@@ -53,8 +56,11 @@ def _metadata_flatbuffer(name: str, description: str, labels: Sequence[str], mea
     image_properties.colorSpace = schema.ColorSpaceType.RGB
     image = schema.TensorMetadataT()
     image.name = "image"
-    image.description = ("RGB image, pixel values 0..255, already cropped and resized to the "
-                         "input size; normalised as (pixel - mean) / std")
+    image.description = (
+        "RGB image, pixel values 0..255, centrally cropped and resized to the input size; "
+        "the reader feeds (pixel - mean) / std with the mean and std given here" + (
+            " (0 and 1: the pixels as they are; the model normalises them per channel inside)"
+            if (mean, std) == (METADATA_MEAN, METADATA_STD) else ""))
     image.content = schema.ContentT()
     image.content.contentPropertiesType = schema.ContentProperties.ImageProperties
     image.content.contentProperties = image_properties
@@ -90,8 +96,8 @@ def _metadata_flatbuffer(name: str, description: str, labels: Sequence[str], mea
 
 
 def embed_classifier_metadata(model_bytes: bytes, *, name: str, description: str,
-                              labels: Sequence[str], mean: float = 0.0,
-                              std: float = 1.0) -> bytes:
+                              labels: Sequence[str], mean: float = METADATA_MEAN,
+                              std: float = METADATA_STD) -> bytes:
     """The .tflite with TFLite Metadata and a packed labels file; ops and tensors unchanged.
 
     Args:

@@ -150,6 +150,7 @@ def export_trained_model(
     min_top1_agreement: float | None = 0.9,
     int8_io: bool = False,
     optional_tflite_modes: Sequence[str] = (),
+    lightnl_products: str = "auto",
 ) -> ExportResult:
     """Exports a model already in memory, described by its run config (as in config.json).
 
@@ -168,6 +169,7 @@ def export_trained_model(
         0 skips verification.
       min_top1_agreement: fail (nothing published) below this top-1 agreement; None: report.
       int8_io: int8 input/output for the 'int8' TFLite model.
+      optional_tflite_modes, lightnl_products: see `export_saved_model`.
     """
     modes = parse_tflite_modes(tflite_modes)
     image_size = int(_get(config, "data.image_size", model.input_shape[1]))
@@ -212,7 +214,8 @@ def export_trained_model(
         crop_padding=int(_get(config, "data.eval_crop_padding", 32)),
         tflite_modes=modes, calibration_images=calibration, verification_images=verification,
         min_top1_agreement=min_top1_agreement, int8_io=int8_io,
-        optional_tflite_modes=optional_tflite_modes, model_spec=_get(config, "model.arch"),
+        optional_tflite_modes=optional_tflite_modes, lightnl_products=lightnl_products,
+        model_spec=_get(config, "model.arch"),
         width_multiplier=float(_get(config, "model.width_multiplier", 1.0)),
         weights=_restored_weights(config))
 
@@ -247,7 +250,8 @@ def export_from_model_dir(
       use_ema: export the exponential moving average of the weights (what eval reports).
       checkpoint_path: a specific checkpoint; default the latest in model_dir.
       **options: as `export_trained_model` (tflite_modes, top_k, labels_file, data_dir,
-        num_calibration_images, num_verify_images, min_top1_agreement, int8_io).
+        num_calibration_images, num_verify_images, min_top1_agreement, int8_io,
+        lightnl_products).
     """
     parse_tflite_modes(options.get("tflite_modes", ()))  # fail on a bad mode before loading
     if not _has_files(model_dir):

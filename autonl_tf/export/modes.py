@@ -10,8 +10,9 @@ from collections.abc import Iterable
 
 from autonl_tf.errors import UserError
 
-__all__ = ["DEFAULT_TFLITE_MODES", "MODE_DESCRIPTIONS", "MODE_SELECTION", "TFLITE_MODES",
-           "ExportError", "parse_tflite_modes"]
+__all__ = ["DEFAULT_TFLITE_MODES", "LIGHTNL_PRODUCTS", "LIGHTNL_PRODUCT_CHOICES",
+           "MODE_DESCRIPTIONS", "MODE_SELECTION", "TFLITE_MODES", "ExportError",
+           "check_lightnl_products", "parse_tflite_modes"]
 
 
 class ExportError(UserError, RuntimeError):
@@ -25,27 +26,51 @@ MODE_DESCRIPTIONS = {
     "dynamic_int8": "dynamic-range quantisation: int8 weights, activations quantised on the fly; "
                     "float32 input/output",
     "int8": "full-integer quantisation: int8 weights and activations calibrated on a "
-            "representative set (per tensor, the extremes of 5% of the images clipped), "
-            "except the products "
-            "of two activations in LightNL (BATCH_MATMUL), computed in float32 between "
-            "DEQUANTIZE and QUANTIZE; float32 input/output unless int8_io",
+            "representative set (per tensor, the extremes of 5% of the images clipped); "
+            "LightNL's products of two activations (BATCH_MATMUL) as the card's "
+            "'lightnl_products' says; float32 input/output unless int8_io",
 }
+# How the full-integer mode computes LightNL's products of two activations (einsum ->
+# BATCH_MATMUL); written into the int8 model's card. docs/phones.md has the measurements.
+LIGHTNL_PRODUCTS = {
+    "int8": "int8 x int8 -> int8 BATCH_MATMUL inside the XNNPACK partition: the right-hand "
+            "operand of each product is quantised symmetrically (zero point 0, which XNNPACK's "
+            "int8 batch matmul requires; any other zero point leaves the product to TFLite's "
+            "reference kernel, outside the delegate)",
+    "float32": "float32 BATCH_MATMUL between DEQUANTIZE and QUANTIZE (float32 islands inside "
+               "the XNNPACK partition): the fallback when the int8 products fail their check "
+               "at export",
+}
+# What an export may be asked for: 'auto' tries the int8 products and falls back to the float32
+# islands, with the reason in the card, when their check or verification fails.
+LIGHTNL_PRODUCT_CHOICES = ("auto", *LIGHTNL_PRODUCTS)
 TFLITE_MODES = tuple(MODE_DESCRIPTIONS)
 # What `python -m autonl_tf.export` and the pipeline write unless told otherwise: the modes that
 # are accurate (each is verified against TensorFlow at export) and fast on a phone CPU.
 DEFAULT_TFLITE_MODES = ("float32", "int8")
 # mode -> why it is or is not a default (written into its card). Latencies: batch 1, 224 px,
-# one thread, XNNPACK, `python benchmarks/tflite_latency.py` (README, "Serving and phones").
+# one thread, XNNPACK, `python benchmarks/tflite_latency.py` (docs/phones.md).
 MODE_SELECTION = {
     "float32": "default: the exact reference (top-1 agrees with TensorFlow on every image), runs "
                "on every delegate (XNNPACK CPU, GPU)",
-    "int8": "default: 3.5x smaller and 1.8-1.9x faster than float32 on CPU for AutoNL-S/L (XNNPACK "
-            "runs the whole graph), top-1 verified against TensorFlow at export",
+    "int8": "default: 3.5x smaller than float32, and faster on CPUs with int8 dot-product "
+            "instructions (phones' ARM dotprod, x86 VNNI; measured 1.8-1.9x for AutoNL-S/L on "
+            "one, docs/phones.md) but not on CPUs without them (AVX2 alone: level or slower); "
+            "XNNPACK runs the whole graph, LightNL's products included; top-1 verified "
+            "against TensorFlow at export",
     "float16": "not a default: half the size of float32 but no faster on CPU (weights are "
                "dequantised to float32 at load); for GPU delegates",
     "dynamic_int8": "not a default: measured slower than float32 with XNNPACK (it does not "
                     "take the hybrid depthwise convolutions: the graph splits at each of them)",
 }
+
+
+def check_lightnl_products(choice: str, allowed: Iterable[str] = LIGHTNL_PRODUCT_CHOICES) -> str:
+    """``choice`` if it is one of ``allowed``, else a ValueError naming the valid ones."""
+    allowed = tuple(allowed)
+    if choice not in allowed:
+        raise ValueError(f"unknown LightNL product mode {choice!r}; valid: {', '.join(allowed)}")
+    return choice
 
 
 def parse_tflite_modes(modes: str | Iterable[str] | None) -> list[str]:

@@ -29,20 +29,27 @@ from autonl_tf import files
 from autonl_tf.errors import RunFailure
 from autonl_tf.export import cards
 from autonl_tf.export.atomic import atomic_directory
-from autonl_tf.export.metadata import embed_classifier_metadata
+from autonl_tf.export.metadata import METADATA_MEAN, METADATA_STD, embed_classifier_metadata
 from autonl_tf.export.modes import (
+    LIGHTNL_PRODUCTS,
     MODE_DESCRIPTIONS,
     MODE_SELECTION,
     ExportError,
+    check_lightnl_products,
     parse_tflite_modes,
 )
+from autonl_tf.export.products import check_int8_products
 from autonl_tf.export.serving import (
     SERVING_BYTES,
     SERVING_IMAGES,
     SERVING_NORMALIZED,
     ClassifierServingModule,
 )
-from autonl_tf.export.tflite import assert_builtin_ops_only, convert_to_tflite
+from autonl_tf.export.tflite import (
+    assert_builtin_ops_only,
+    convert_to_tflite,
+    xnnpack_partitions,
+)
 from autonl_tf.export.verify import Agreement, compare_logits, tflite_logits
 from autonl_tf.models import ModelSpec
 
@@ -64,6 +71,8 @@ class TFLiteArtifact:
     size_bytes: int
     ops: tuple[str, ...]
     agreement: Agreement | None
+    # int8 only: how LightNL's products were computed ('int8' or 'float32'; None: no LightNL)
+    lightnl_products: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +93,8 @@ class ExportResult:
             lines.append(f"  {'saved_model':<26} {'':>9}  {self.saved_model_agreement.summary()}")
         for artifact in self.tflite:
             check = artifact.agreement.summary() if artifact.agreement else "not verified"
+            if artifact.lightnl_products:
+                check += f"; LightNL products in {artifact.lightnl_products}"
             size = f"{artifact.size_bytes / 1e6:.2f} MB"
             lines.append(f"  {os.path.basename(artifact.path):<26} {size:>9}  {check}")
         for mode, reason in self.tflite_left_out.items():
@@ -112,8 +123,9 @@ def _check_images(images: np.ndarray | None, image_size: int, what: str) -> np.n
     return images
 
 
-def _signature_card(module: ClassifierServingModule, image_size: int,
+def _signature_card(module: ClassifierServingModule, image_size: int, crop_padding: int,
                     has_labels: bool) -> dict[str, Any]:
+    """Per signature: inputs, outputs, and the client/model split of the preprocessing."""
     size = image_size
     bytes_outputs = {
         "classes": f"int32 [B, {module.top_k}] class ids, best first; -1 for an invalid image",
@@ -122,21 +134,31 @@ def _signature_card(module: ClassifierServingModule, image_size: int,
     }
     if has_labels:
         bytes_outputs["class_names"] = f"string [B, {module.top_k}]; empty when invalid"
+    logits = {"logits": "float32 [B, num_classes]"}
     return {
-        SERVING_BYTES: {"inputs": {"image_bytes": "string [B] encoded JPEG or PNG"},
-                        "outputs": bytes_outputs,
-                        "preprocessing": "in graph (see 'preprocessing')"},
-        SERVING_IMAGES: {"inputs": {"images": f"uint8 [B, {size}, {size}, 3] RGB 0..255, "
-                                              "already cropped and resized"},
-                         "outputs": {"logits": "float32 [B, num_classes]"},
-                         "preprocessing": "mean/std normalisation in graph"},
-        SERVING_NORMALIZED: {"inputs": {"images": f"float32 [B, {size}, {size}, 3] normalised"},
-                             "outputs": {"logits": "float32 [B, num_classes]"},
-                             "preprocessing": "none (the model input)"},
+        SERVING_BYTES: {
+            "inputs": {"image_bytes": "string [B] encoded JPEG or PNG, any size"},
+            "outputs": bytes_outputs,
+            **cards.contract(size, crop_padding, client_until="", input_tensor={
+                "name": "image_bytes", "dtype": "string", "shape": ["B"]})},
+        SERVING_IMAGES: {
+            "inputs": {"images": f"uint8 [B, {size}, {size}, 3] RGB 0..255, already cropped "
+                                 "and resized"},
+            "outputs": logits,
+            **cards.contract(size, crop_padding, client_until="resize",
+                             client_extra=[{"op": "round_to_uint8"}], input_tensor={
+                                 "name": "images", "dtype": "uint8",
+                                 "shape": ["B", size, size, 3]})},
+        SERVING_NORMALIZED: {
+            "inputs": {"images": f"float32 [B, {size}, {size}, 3] already normalised"},
+            "outputs": logits,
+            **cards.contract(size, crop_padding, client_until="normalize", input_tensor={
+                "name": "images", "dtype": "float32", "shape": ["B", size, size, 3]})},
     }
 
 
-def _tflite_io_card(model_bytes: bytes) -> dict[str, Any]:
+def _tflite_io_card(model_bytes: bytes, image_size: int, crop_padding: int) -> dict[str, Any]:
+    """The .tflite's input and output tensors, and the client/model split of preprocessing."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model_bytes)
@@ -152,10 +174,21 @@ def _tflite_io_card(model_bytes: bytes) -> dict[str, Any]:
 
     (input_detail,) = interpreter.get_input_details()
     (output_detail,) = interpreter.get_output_details()
-    return {"input": describe(input_detail) | {
-                "meaning": "RGB pixels 0..255, cropped and resized, batch 1; the model "
-                           "normalises them itself"},
-            "output": describe(output_detail) | {"meaning": "logits"}}
+    model_input = describe(input_detail)
+    # An int8 input takes the pixels quantised with the input tensor's parameters.
+    extra = ([{"op": "quantize", **model_input["quantization"]}]
+             if "quantization" in model_input else [])
+    return {"input": model_input | {"values": "RGB pixels 0..255 (quantised when int8), "
+                                              "cropped and resized, batch 1"},
+            "output": describe(output_detail) | {"values": "logits (dequantise when int8)"},
+            **cards.contract(image_size, crop_padding, client_until="resize",
+                             client_extra=extra, input_tensor=model_input),
+            # What MediaPipe / the Task Library read from the model (metadata.py): they apply
+            # (pixel - mean) / std themselves, which with these values leaves the pixels as
+            # the client steps above make them.
+            "tflite_metadata": {"normalization": {"mean": [METADATA_MEAN],
+                                                  "std": [METADATA_STD]},
+                                "labels_file": LABELS_FILENAME}}
 
 
 def _verify(name: str, agreement: Agreement, min_top1_agreement: float | None,
@@ -205,14 +238,13 @@ def _export_card(module, info, image_size, crop_padding, labels, weights, refere
                  min_top1_agreement, saved_model_agreement, artifacts, left_out) -> dict:
     """export_card.json: what was exported, from which weights, how it was verified."""
     return {
-        "format": "autonl_tf export v1",
+        "format": "autonl_tf export v2",
         **cards.export_metadata(),
         "model": dataclasses.asdict(info),
         "weights": dict(weights) if weights else None,
         "labels_file": LABELS_FILENAME if labels is not None else None,
         "top_k": module.top_k,
-        "preprocessing": cards.preprocessing_card(image_size, crop_padding),
-        "signatures": _signature_card(module, image_size, labels is not None),
+        "signatures": _signature_card(module, image_size, crop_padding, labels is not None),
         "bad_image_behaviour": "serving_default decodes each image on its own; an image that "
                                "is not a decodable JPEG/PNG gets valid=False, class -1, "
                                "probability 0, empty name; the rest of the batch is served",
@@ -225,7 +257,9 @@ def _export_card(module, info, image_size, crop_padding, labels, weights, refere
         },
         "tflite": {a.mode: {"file": os.path.basename(a.path),
                             "card": os.path.basename(a.card_path),
-                            "selection": MODE_SELECTION[a.mode]} for a in artifacts},
+                            "selection": MODE_SELECTION[a.mode],
+                            **({"lightnl_products": a.lightnl_products}
+                               if a.lightnl_products else {})} for a in artifacts},
         "tflite_left_out": left_out,
     }
 
@@ -247,6 +281,7 @@ def export_saved_model(
     width_multiplier: float = 1.0,
     weights: Mapping[str, Any] | None = None,
     optional_tflite_modes: Sequence[str] = (),
+    lightnl_products: str = "auto",
 ) -> ExportResult:
     """Exports a Keras classifier as a SavedModel (and optionally TFLite models), atomically.
 
@@ -273,8 +308,10 @@ def export_saved_model(
       optional_tflite_modes: modes of ``tflite_modes`` that are left out, with the reason in
         the export card, when their verification fails, instead of failing the export (the
         default modes of the command line: a default is only worth shipping when accurate).
-
-    Returns:
+      lightnl_products: how the 'int8' model computes LightNL's products of two activations
+        (`LIGHTNL_PRODUCT_CHOICES`): 'auto' in int8 inside XNNPACK, falling back to float32
+        islands (the card says why) when their check (`check_int8_products`) or the top-1
+        verification fails; 'int8' fails the export instead; 'float32' the islands.
       What was written and the measured agreements.
 
     Raises:
@@ -283,6 +320,7 @@ def export_saved_model(
       ExportError: ``export_dir`` is a non-export directory, or writing failed.
     """
     modes = parse_tflite_modes(tflite_modes)
+    check_lightnl_products(lightnl_products)
     calibration_images, verification_images = _checked_arguments(
         model, image_size, modes, int8_io, calibration_images, verification_images)
     module = ClassifierServingModule(model, image_size, labels, top_k, crop_padding)
@@ -303,7 +341,8 @@ def export_saved_model(
             mode_failures: list[str] = []
             artifact = _export_tflite(model, staging, mode, info, labels, crop_padding,
                                       calibration_images, verification_images, reference,
-                                      int8_io, min_top1_agreement, mode_failures)
+                                      int8_io, min_top1_agreement, mode_failures,
+                                      lightnl_products)
             if mode_failures and mode in optional_tflite_modes:
                 left_out[mode] = f"not verified: {'; '.join(mode_failures)}"
                 logging.warning("TFLite %s left out: %s", mode, left_out[mode])
@@ -332,16 +371,25 @@ def export_saved_model(
 
 def _export_tflite(model, staging, mode, info, labels, crop_padding, calibration_images,
                    verification_images, reference, int8_io, min_top1_agreement,
-                   failures) -> TFLiteArtifact:
+                   failures, lightnl_products="auto") -> TFLiteArtifact:
     started = time.time()
-    model_bytes = convert_to_tflite(model, info.image_size, mode, calibration_images,
-                                    int8_io=int8_io and mode == "int8")
+    products_card = None
+    if mode == "int8":
+        model_bytes, agreement, products_card = _convert_int8(
+            model, info.image_size, calibration_images, verification_images, reference, int8_io,
+            min_top1_agreement, lightnl_products, failures)
+    else:
+        model_bytes = convert_to_tflite(model, info.image_size, mode)
+        agreement = (compare_logits(reference, tflite_logits(model_bytes, verification_images))
+                     if reference is not None else None)
     ops = tuple(assert_builtin_ops_only(model_bytes, what=f"TFLite model {mode!r}"))
+    products_note = (f"; LightNL products in {products_card['computed_in']}"
+                     if products_card and products_card["computed_in"] else "")
     model_bytes = embed_classifier_metadata(
         model_bytes, name=info.name,
         description=(f"{info.name} image classifier ({info.num_classes} classes, "
                      f"{info.image_size}x{info.image_size} RGB) exported by autonl_tf; TFLite "
-                     f"mode {mode}: {MODE_DESCRIPTIONS[mode]}"),
+                     f"mode {mode}: {MODE_DESCRIPTIONS[mode]}{products_note}"),
         labels=(list(labels) if labels is not None
                 else [f"class_{i}" for i in range(info.num_classes)]))
     logging.info("TFLite %s: %d bytes, converted in %.1fs", mode, len(model_bytes),
@@ -349,27 +397,83 @@ def _export_tflite(model, staging, mode, info, labels, crop_padding, calibration
     path = os.path.join(staging, tflite_filename(mode))
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(model_bytes)
-    agreement = None
-    if reference is not None:
-        agreement = compare_logits(reference, tflite_logits(model_bytes, verification_images))
+    if agreement is not None:
         _verify(f"tflite {mode}", agreement, min_top1_agreement, failures)
     card_path = os.path.splitext(path)[0] + ".json"
+    quantization = {"mode": mode, "description": MODE_DESCRIPTIONS[mode],
+                    "calibration_images": len(calibration_images) if mode == "int8" else None}
+    if products_card is not None:
+        quantization["lightnl_products"] = products_card
     cards.write_json(card_path, {
-        "format": "autonl_tf tflite card v1",
+        "format": "autonl_tf tflite card v2",
         **cards.export_metadata(),
         "file": os.path.basename(path),
         "size_bytes": len(model_bytes),
         "selection": MODE_SELECTION[mode],
-        "quantization": {"mode": mode, "description": MODE_DESCRIPTIONS[mode],
-                         "calibration_images": (len(calibration_images)
-                                                if mode == "int8" else None)},
-        **_tflite_io_card(model_bytes),
+        "quantization": quantization,
+        **_tflite_io_card(model_bytes, info.image_size, crop_padding),
         "batch_size": 1,
-        "preprocessing": cards.preprocessing_card(info.image_size, crop_padding),
         "labels": list(labels) if labels is not None else None,
         "model": dataclasses.asdict(info),
         "ops": list(ops),
         "verification": agreement.as_dict() if agreement else None,
     })
     return TFLiteArtifact(mode=mode, path=path, card_path=card_path, size_bytes=len(model_bytes),
-                          ops=ops, agreement=agreement)
+                          ops=ops, agreement=agreement,
+                          lightnl_products=products_card["computed_in"] if products_card else None)
+
+
+def _convert_int8(model, image_size, calibration_images, verification_images, reference,
+                  int8_io, min_top1_agreement, choice, failures
+                  ) -> tuple[bytes, Agreement | None, dict[str, Any]]:
+    """The full-integer model with LightNL's products as ``choice`` asks
+    (`LIGHTNL_PRODUCT_CHOICES`), its agreement with Keras, and its card's 'lightnl_products'.
+
+    'auto' converts with int8 products, checks them (`check_int8_products`) and verifies the
+    model; when either fails it converts again with the products in float32 and says why in
+    the card. 'int8' fails the export (``failures``) instead; 'float32' goes there directly.
+    """
+    check_lightnl_products(choice)
+
+    def convert(products: str) -> bytes:
+        return convert_to_tflite(model, image_size, "int8", calibration_images, int8_io=int8_io,
+                                 lightnl_products=products)
+
+    def agreement_of(model_bytes: bytes) -> Agreement | None:
+        if reference is None:
+            return None
+        return compare_logits(reference, tflite_logits(model_bytes, verification_images))
+
+    def entry(computed_in: str | None, model_bytes: bytes, **fields) -> dict[str, Any]:
+        return {"computed_in": computed_in, "requested": choice,
+                "description": (LIGHTNL_PRODUCTS[computed_in] if computed_in
+                                else "the network has no LightNL (no BATCH_MATMUL)"),
+                "xnnpack_partitions": xnnpack_partitions(model_bytes).partitions, **fields}
+
+    if choice == "float32":
+        model_bytes = convert("float32")
+        return model_bytes, agreement_of(model_bytes), entry(
+            "float32", model_bytes, fallback_reason=None, int8_check=None)
+    model_bytes = convert("int8")
+    check = check_int8_products(model_bytes, verification_images if verification_images
+                                is not None else calibration_images)
+    agreement = agreement_of(model_bytes)
+    if not check.products:
+        return model_bytes, agreement, entry(None, model_bytes, fallback_reason=None,
+                                             int8_check=None)
+    reason = None
+    if not check.ok:
+        reason = f"the int8 products failed their check: {check.summary()}"
+    elif (agreement is not None and min_top1_agreement is not None
+          and agreement.top1_agreement < min_top1_agreement):
+        reason = (f"with int8 products, {agreement.summary()} < required "
+                  f"{min_top1_agreement:.2%}")
+    if reason is None or choice == "int8":
+        if reason is not None:
+            failures.append(f"tflite int8: {reason}")
+        return model_bytes, agreement, entry("int8", model_bytes, fallback_reason=None,
+                                             int8_check=check.as_dict())
+    logging.warning("TFLite int8: LightNL's products fall back to float32: %s", reason)
+    model_bytes = convert("float32")
+    return model_bytes, agreement_of(model_bytes), entry(
+        "float32", model_bytes, fallback_reason=reason, int8_check=check.as_dict())

@@ -10,7 +10,7 @@ import dataclasses
 import math
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from autonl_tf.export.tflite import tflite_input
 
@@ -77,19 +77,25 @@ def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
     return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
-def tflite_logits(model_bytes: bytes, images: np.ndarray, num_threads: int | None = None
-                  ) -> np.ndarray:
+def tflite_logits(model_bytes: bytes, images: np.ndarray, num_threads: int | None = None,
+                  delegate: bool = True) -> np.ndarray:
     """Runs a batch-1 classifier on every image.
 
     Args:
       model_bytes: a .tflite model from `convert_to_tflite` (float or int8 input/output).
       images: float32 [N, S, S, 3] normalised images, as for the Keras model (the TFLite
         model takes them as pixels, `tflite_input`).
+      num_threads: interpreter threads (None: LiteRT's default).
+      delegate: run with LiteRT's default delegate (XNNPACK on CPU), as a phone app does;
+        False: TFLite's builtin kernels alone.
 
     Returns:
       float32 [N, C] logits (dequantised for an int8 output).
     """
-    interpreter = Interpreter(model_content=model_bytes, num_threads=num_threads)
+    resolver = (OpResolverType.AUTO if delegate
+                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter = Interpreter(model_content=model_bytes, num_threads=num_threads,
+                              experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     (input_detail,) = interpreter.get_input_details()
     (output_detail,) = interpreter.get_output_details()
