@@ -20,6 +20,10 @@ and ``every_steps`` (0 = at every checkpoint; the end of the warm-up is always e
 ``search_space``: see ``autonl_tf/search/spaces.py``. ``search``:
 
   target_flops           MACs target (multiply-adds, the profiler's count); --target_flops
+  target_latency_ms      a latency target in ms instead (0 = none): the cost is the latency
+                         table's prediction (docs/latency.md); --target_latency_ms
+  latency_table          the table (python -m autonl_tf.latency.build_table); --latency_table
+  latency_mode           the TFLite mode the table must be for ('' = the table's own)
   cost_loss              'target' (|log(cost/target)|, default), 'target_squared', 'hinge'
                          (only above the target) or 'log' (Single-Path NAS: lambda * log(cost))
   cost_weight            lambda
@@ -102,6 +106,9 @@ def get_config(variant: str = "imagenet") -> ml_collections.ConfigDict:
         # A target inside the feasible range of the space at the configured size and width:
         # the demo's is ~60% of its largest child.
         target_flops=560e3 if demo else 350e6,
+        target_latency_ms=0.0,
+        latency_table="",
+        latency_mode="",
         cost_loss="target",
         cost_weight=5.0,
         # Single-Path NAS: 6255 of 10008 steps (5 of 8 epochs) train the weights only.

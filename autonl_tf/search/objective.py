@@ -32,7 +32,9 @@ class SearchObjective:
     """What the supernet's ``train_step`` minimises.
 
     Attributes:
-      target_macs: the MACs target (required by the target forms).
+      target_macs: the MACs target (required by the target forms, unless target_latency_ms).
+      target_latency_ms: a latency target instead (ms); the cost is then the expected latency
+        of `autonl_tf.search.latency_cost.LatencyCost`, through the same terms.
       cost_loss: one of `COST_LOSSES`.
       cost_weight: lambda.
       warmup_steps: steps with lambda = 0 (the weights learn before the cost acts).
@@ -51,22 +53,29 @@ class SearchObjective:
     weight_decay: float = 0.0
     target_tolerance: float = 0.0
     discrete_gradient: bool = True
+    target_latency_ms: float | None = None
 
     def __post_init__(self):
         if self.cost_loss not in COST_LOSSES:
             raise ValueError(f"cost_loss={self.cost_loss!r}: expected one of {COST_LOSSES}")
-        if self.cost_loss != "log" and not (self.target_macs and self.target_macs > 0):
+        if self.cost_loss != "log" and not (self.target and self.target > 0):
             raise ValueError(f"cost_loss={self.cost_loss!r} needs a positive target_macs "
-                             "(--target_flops); use cost_loss='log' to search without a target")
+                             "(--target_flops) or target_latency_ms (--target_latency_ms); use "
+                             "cost_loss='log' to search without a target")
         if self.cost_weight < 0 or self.warmup_steps < 0:
             raise ValueError("cost_weight and warmup_steps must be >= 0")
 
+    @property
+    def target(self) -> float | None:
+        """The cost's target: the latency (ms) when one is set, else the MACs."""
+        return self.target_latency_ms if self.target_latency_ms else self.target_macs
+
     def cost_term(self, macs: tf.Tensor) -> tf.Tensor:
-        """The cost term (before lambda) of the expected MACs, a float32 scalar."""
+        """The cost term (before lambda) of the expected cost (MACs or ms), a float32 scalar."""
         macs = tf.cast(macs, tf.float32)
         if self.cost_loss == "log":
             return tf.math.log(macs)
-        log_ratio = tf.math.log(macs / self.target_macs)
+        log_ratio = tf.math.log(macs / self.target)
         if self.target_tolerance > 0:  # a dead zone: no pull within +-tolerance of the target
             band = float(np.log1p(self.target_tolerance))
             log_ratio = tf.sign(log_ratio) * tf.nn.relu(tf.abs(log_ratio) - band)

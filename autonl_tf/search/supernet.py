@@ -23,6 +23,7 @@ from autonl_tf.models.builder import (
     head_layers,
     stem_layers,
 )
+from autonl_tf.search.latency_cost import LatencyCost
 from autonl_tf.search.layers import SuperMBConvBlock
 from autonl_tf.search.objective import SearchObjective
 from autonl_tf.search.search_cost import SearchCost
@@ -83,6 +84,9 @@ class Supernet(keras.Model):
       log_indicators: ``train_step``/``test_step`` logs include every indicator as
         ``indicator/block_<i>/<decision>`` (0/1). The search program turns this off and writes
         them to TensorBoard itself, to keep its console lines short.
+      latency_cost: when given, the cost term acts on the table's expected latency (ms,
+        `autonl_tf.search.latency_cost`) instead of the expected MACs (the objective's
+        ``target_latency_ms``); the logs then also hold ``expected_latency_ms``.
     """
 
     def __init__(self, space: SearchSpace, *, num_classes: int = 1000, image_size: int = 224,
@@ -91,6 +95,7 @@ class Supernet(keras.Model):
                  temperature: float = 1.0, score_gradient: bool = False,
                  objective: SearchObjective | None = None,
                  indicator_keep_probability: float = 1.0, log_indicators: bool = True,
+                 latency_cost: LatencyCost | None = None,
                  name: str = "supernet", **kwargs):
         # No autocast in the model's own scope: the indicators are computed here from float32
         # weights, whatever the compute dtype of the blocks.
@@ -113,6 +118,7 @@ class Supernet(keras.Model):
         self.log_indicators = log_indicators
         self.search_cost = SearchCost(space, image_size, num_classes, width_multiplier,
                                       depth_divisor)
+        self.latency_cost = latency_cost
         scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
         conv_init = keras.initializers.get(CONV_INITIALIZER)
         self.stem_conv, self.stem_bn, self.stem_activation = stem_layers(
@@ -207,6 +213,17 @@ class Supernet(keras.Model):
             k: ([cast(x) for x in v] if isinstance(v, list) else cast(v)) for k, v in g.items()}
             for g in self._gate_list(gates)]
         return tf.convert_to_tensor(self.search_cost.expected_macs(converted), dtype)
+
+    def expected_latency(self, gates: dict[str, dict] | None = None,
+                         dtype: tf.DType = tf.float32) -> tf.Tensor:
+        """Expected latency (ms) of the latency table as a differentiable function of the
+        indicators; with hard indicators, the table's prediction for the current child."""
+        gates = self.block_gates() if gates is None else gates
+        cast = lambda g: tf.cast(g, dtype)  # noqa: E731
+        converted = [None if g is None else {
+            k: ([cast(x) for x in v] if isinstance(v, list) else cast(v)) for k, v in g.items()}
+            for g in self._gate_list(gates)]
+        return tf.convert_to_tensor(self.latency_cost.expected_latency(converted), dtype)
 
     def indicator_values(self, gates: dict[str, dict] | None = None) -> dict:
         """{'indicator/block_03/kernel5': 0/1 tensor, ...} for every decision of the space."""
@@ -316,15 +333,22 @@ class Supernet(keras.Model):
                       gates=gates if forward_gates is None else forward_gates)
         cross_entropy = tf.reduce_mean(self.cross_entropy(labels, logits))
         flat = tf.nest.flatten(gates)
-        cost_loss, macs = self.objective.indicator_cost_term(
-            flat, lambda g: self.expected_macs(tf.nest.pack_sequence_as(gates, g)))
+        # The cost the objective acts on: MACs, or the latency table's milliseconds.
+        cost_fn = self.expected_macs if self.latency_cost is None else self.expected_latency
+        cost_loss, cost_value = self.objective.indicator_cost_term(
+            flat, lambda g: cost_fn(tf.nest.pack_sequence_as(gates, g)))
+        macs = (cost_value if self.latency_cost is None
+                else tf.stop_gradient(self.expected_macs(gates)))
         optimizer = getattr(self, "optimizer", None)
         step = optimizer.iterations if optimizer is not None else 0
         cost_weight = self.objective.cost_weight_at(step)
         loss = cross_entropy + cost_weight * cost_loss + self._weight_decay()
-        return {"loss": loss, "cross_entropy": cross_entropy, "cost_loss": cost_loss,
-                "cost_weight": cost_weight, "expected_macs": macs, "logits": logits,
-                "gates": gates}
+        terms = {"loss": loss, "cross_entropy": cross_entropy, "cost_loss": cost_loss,
+                 "cost_weight": cost_weight, "expected_macs": macs, "logits": logits,
+                 "gates": gates}
+        if self.latency_cost is not None:
+            terms["expected_latency_ms"] = cost_value
+        return terms
 
     # No AutoGraph: nothing here branches on tensors, and converting this code costs seconds of
     # tracing (the training driver's tf.function would otherwise convert it).
@@ -361,6 +385,8 @@ class Supernet(keras.Model):
         self._accuracy.update_state(tf.reshape(labels, [-1]), terms["logits"])
         logs = {m.name: m.result() for m in self.metrics}
         logs["expected_macs"] = terms["expected_macs"]
+        if "expected_latency_ms" in terms:
+            logs["expected_latency_ms"] = terms["expected_latency_ms"]
         logs["cost_weight"] = terms["cost_weight"]
         if self.log_indicators:
             logs.update(self.indicator_values(terms["gates"]))
