@@ -220,29 +220,15 @@ def tflite_latencies_ms(paths: dict[str, str], runs: int, warmup: int = 20,
     One thread (what a phone app gets by default; no contention between the two threads of a
     shared 2-core machine), ``warmup`` untimed runs, then the ``runs`` timed runs taken
     round-robin over the models in ``rounds`` rounds so that load from other processes hits
-    them alike. The fastest run is the least disturbed one: a median on a shared CPU measured
-    6.21 ms in one run and 0.05 ms in the next for the same model.
+    them alike (`autonl_tf.latency.timing`, which times the latency tables the same way). The
+    fastest run is the least disturbed one: a median on a shared CPU measured 6.21 ms in one run
+    and 0.05 ms in the next for the same model.
     """
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+    from autonl_tf.latency.timing import time_tflite_models
 
-    interpreters = {}
-    for name, path in paths.items():
-        interpreter = Interpreter(model_path=path, num_threads=1)
-        interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-        for _ in range(warmup):
-            interpreter.invoke()
-        interpreters[name] = interpreter
-    fastest = dict.fromkeys(paths, float("inf"))
-    for _ in range(rounds):
-        for name, interpreter in interpreters.items():
-            for _ in range(max(1, runs // rounds)):
-                start = time.perf_counter()
-                interpreter.invoke()
-                fastest[name] = min(fastest[name], (time.perf_counter() - start) * 1e3)
-    return fastest
+    timings = time_tflite_models(paths, threads=1, rounds=rounds,
+                                 runs_per_round=max(1, runs // rounds), warmup=warmup)
+    return {name: timing.fastest_ms for name, timing in timings.items()}
 
 
 def check_requirements(workdir: str, target: float | None, within: float | None,

@@ -198,7 +198,7 @@ def table_from_logs(models_dir: str, logs_dir: str, *, device: str, threads: int
     manifest = read_manifest(models_dir)
     plan = ModelPlan.from_dict(manifest["plan"])
     logs = sorted(os.listdir(logs_dir)) if os.path.isdir(logs_dir) else []
-    timings, versions = {}, set()
+    timings = {}
     for file_name, name in manifest["files"].items():
         outputs = [f for f in logs if f.startswith(file_name + ".round") and f.endswith(".txt")]
         if not outputs:
@@ -216,14 +216,13 @@ def table_from_logs(models_dir: str, logs_dir: str, *, device: str, threads: int
                 raise BenchmarkModelError(f"{path}: ran with {run.num_threads} thread(s), the "
                                           f"table is for --threads={threads}")
             values.append(run.ms(statistic))
-            versions.update(re.findall(r"LiteRT version[: ]+([\w.-]+)", text))
         fastest = min(values)
         timings[name] = (fastest, statistics.median(values) - fastest)
     rounds = min(sum(1 for f in logs if f.startswith(n + ".round")) for n in manifest["files"])
     return assemble_table(
         plan, timings, mode=manifest["mode"], threads=threads, device=device,
         runtime="LiteRT benchmark_model (XNNPACK)",
-        litert_version=", ".join(sorted(versions)) or "see the benchmark_model build",
+        litert_version="that of the benchmark_model binary (its output does not say)",
         statistic=f"fastest of {rounds} round(s) of benchmark_model's '{statistic}' "
                   "(timed runs after a 0.5 s warm-up)",
         command=command)

@@ -126,8 +126,9 @@ def convert_models(plan: ModelPlan, mode: str, log: Callable[[str], None] = prin
     """{model name: .tflite bytes} of every model of the plan, converted in ``mode``."""
     import keras
 
-    from autonl_tf.arch import decode_block
+    from autonl_tf.arch import decode_arch
     from autonl_tf.latency import parts as part_models
+    from autonl_tf.models import build_model
     from autonl_tf.models.registry import spec_from_blocks
 
     setting = plan.setting
@@ -144,9 +145,7 @@ def convert_models(plan: ModelPlan, mode: str, log: Callable[[str], None] = prin
     for name, child in plan.children.items():
         def build(arch=child["arch"]):
             keras.utils.set_random_seed(0)
-            spec = spec_from_blocks("reference", tuple(decode_block(b) for b in arch))
-            from autonl_tf.models import build_model
-
+            spec = spec_from_blocks("reference", decode_arch(arch))
             return part_models.randomize_batch_norms(build_model(
                 spec, classes, size, width, dropout_rate=0.0, depth_divisor=divisor))
         jobs.append((f"child:{name}", build, size))
