@@ -21,6 +21,10 @@ flags.DEFINE_string("model_dir", None, "Checkpoints, arch.txt, search_summary.js
                     "TensorBoard logs.")
 flags.DEFINE_float("target_flops", None, "MACs target of the searched network, e.g. 350e6 "
                    "(config.search.target_flops).")
+flags.DEFINE_float("target_latency_ms", None, "Latency target in ms instead of MACs, predicted "
+                   "by --latency_table (config.search.target_latency_ms; docs/latency.md).")
+flags.DEFINE_string("latency_table", None, "Latency table of the device to search for "
+                    "(config.search.latency_table; python -m autonl_tf.latency.build_table).")
 flags.DEFINE_string("data_dir", None, "Overrides config.data.data_dir.")
 flags.DEFINE_integer("train_steps", None, "Overrides config.train.train_steps.", lower_bound=1)
 flags.DEFINE_float("train_epochs", None, "Overrides config.train.train_epochs.")
@@ -38,6 +42,8 @@ FLAGS = flags.FLAGS
 # flag name -> config key it overrides.
 _FLAG_OVERRIDES = {
     "target_flops": "search.target_flops",
+    "target_latency_ms": "search.target_latency_ms",
+    "latency_table": "search.latency_table",
     "data_dir": "data.data_dir",
     "train_steps": "train.train_steps",
     "train_epochs": "train.train_epochs",
@@ -59,6 +65,12 @@ def main(argv):
     strategy = cli.strategy_from_flags()
     result = experiment.search_experiment(config, model_dir=FLAGS.model_dir, strategy=strategy)
     summary = result["summary"]
+    from autonl_tf.training.strategy import is_chief
+
+    if summary.get("latency") and is_chief(strategy):
+        from autonl_tf.latency.measure import measure_search_child
+
+        summary = measure_search_child(FLAGS.model_dir, result["config"])
     target = summary["target_macs"]
     versus = (f" (target {target / 1e6:.4g}M, {100 * summary['relative_error']:+.2f}%)"
               if target else "")
@@ -73,6 +85,15 @@ def main(argv):
                  f"{summary['warmup_steps']}), " if after_warmup is not None else "")
               + f"{100 * heldout:.1f}% at step {summary['heldout'][-1]['step']} "
               f"(chance {100 / summary['num_classes']:.1f}%)")
+    latency = summary.get("latency")
+    if latency:
+        measured = (f"{latency['measured_ms']:.4g} ms measured "
+                    f"({100 * latency['measured_relative_error']:+.1f}%)"
+                    if latency["measured_ms"] is not None else latency["measured"])
+        print(f"latency ({latency['mode']}, {latency['threads']} thread(s), {latency['device']}):"
+              f" {latency['predicted_ms']:.4g} ms predicted by the table "
+              f"({100 * latency['relative_error']:+.1f}% of the target "
+              f"{latency['target_ms']:.4g} ms), {measured}")
     print("".join(line + "\n" for line in summary["arch"]), end="")
 
 

@@ -2,11 +2,17 @@
 
     python -m autonl_tf.pipeline --workdir=runs/demo            # embedded dataset, ~5 min, 2 CPUs
     python -m autonl_tf.pipeline --workdir=runs/smoke --smoke   # CI size, a few minutes
+    python -m autonl_tf.pipeline --workdir=runs/fast --target_latency_ms=0.055 --latency_mode=int8
 
 Each stage runs the project's own command-line tool in a subprocess (exactly what a user would
 type, printed before it runs), so the pipeline exercises the binaries end to end. Rerunning the
 same command resumes: every stage resumes from its checkpoints or finds its work done. The run
 ends with a summary of the searched network, its accuracy, the TFLite latency and every artefact.
+
+With --target_latency_ms the search aims at a batch-1 latency instead of MACs, predicted by a
+latency table (docs/latency.md; by default the committed table of the demo space for
+--latency_mode, autonl_tf/latency/tables/); the summary then sets the table's prediction and the
+measured latency of the searched and of the exported network against the target.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 from autonl_tf import files
+from autonl_tf.errors import UserError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/demo", "Where every stage writes (search/, train/, export/).")
@@ -48,6 +55,13 @@ flags.DEFINE_float("require_target_within", None, "Fail unless the searched MACs
 flags.DEFINE_float("require_top1", None, "Fail unless the retrained top-1 reaches this (CI).")
 flags.DEFINE_float("require_supernet_top1", None, "Fail unless the supernet's held-out top-1 "
                    "reaches this at the end of the warm-up and at the end of the search.")
+flags.DEFINE_float("target_latency_ms", None, "Search for this batch-1 latency in ms instead of "
+                   "MACs, predicted by --latency_table (docs/latency.md).", lower_bound=0.0)
+flags.DEFINE_enum("latency_mode", "float32", ["float32", "int8"], "TFLite mode of the latency "
+                  "target: which committed table is the default, which export is timed.")
+flags.DEFINE_string("latency_table", None, "Latency table of the device to search for (default: "
+                    "the committed demo table of --latency_mode, measured on the machine named "
+                    "in it; build one for yours with python -m autonl_tf.latency.build_table).")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE_SEARCH_STEPS = 1000
@@ -153,6 +167,41 @@ def demo_search_setting() -> SearchSetting:
     return SearchSetting(int(data.image_size), width, cost.feasible_range())
 
 
+@dataclasses.dataclass(frozen=True)
+class LatencySetting:
+    """A latency target's table, as the search will use it."""
+
+    table_path: str
+    mode: str
+    threads: int
+    device: str
+    feasible_range_ms: tuple[float, float]
+    here: bool  # the table was measured on this machine (its latencies can be checked here)
+
+
+def demo_latency_setting(table_path: str | None, mode: str) -> LatencySetting:
+    """The latency table for the ``search:demo`` config (the committed one by default).
+
+    Raises:
+      LatencyTableError: a missing table, or one built for another space / size / width / mode.
+    """
+    from autonl_tf.data import prepare
+    from autonl_tf.latency.committed import demo_table
+    from autonl_tf.latency.measure import measurable_here
+    from autonl_tf.search import space_from_config
+    from autonl_tf.search.latency_cost import LatencyCost, LatencyTable
+    from autonl_tf.training.config import load_config
+
+    config = load_config("search:demo")
+    data = prepare(config.data)
+    path = os.path.abspath(table_path or demo_table(mode))
+    table = LatencyTable.load(path)
+    cost = LatencyCost(space_from_config(config.search_space), table, int(data.image_size),
+                       int(data.num_classes), float(config.model.width_multiplier), mode=mode)
+    return LatencySetting(path, table.mode, table.threads, table.device, cost.feasible_range(),
+                          measurable_here(table) is None)
+
+
 def retrain_command(python: str, search_dir: str, train_dir: str, setting: SearchSetting,
                     train_steps: int | None = None, seed: int | None = None) -> list[str]:
     """The command that retrains the searched architecture (the pipeline's second stage).
@@ -178,35 +227,25 @@ def tflite_latencies_ms(paths: dict[str, str], runs: int, warmup: int = 20,
     One thread (what a phone app gets by default; no contention between the two threads of a
     shared 2-core machine), ``warmup`` untimed runs, then the ``runs`` timed runs taken
     round-robin over the models in ``rounds`` rounds so that load from other processes hits
-    them alike. The fastest run is the least disturbed one: a median on a shared CPU measured
-    6.21 ms in one run and 0.05 ms in the next for the same model.
+    them alike (`autonl_tf.latency.timing`, which times the latency tables the same way). The
+    fastest run is the least disturbed one: a median on a shared CPU measured 6.21 ms in one run
+    and 0.05 ms in the next for the same model.
     """
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+    from autonl_tf.latency.timing import time_tflite_models
 
-    interpreters = {}
-    for name, path in paths.items():
-        interpreter = Interpreter(model_path=path, num_threads=1)
-        interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-        for _ in range(warmup):
-            interpreter.invoke()
-        interpreters[name] = interpreter
-    fastest = dict.fromkeys(paths, float("inf"))
-    for _ in range(rounds):
-        for name, interpreter in interpreters.items():
-            for _ in range(max(1, runs // rounds)):
-                start = time.perf_counter()
-                interpreter.invoke()
-                fastest[name] = min(fastest[name], (time.perf_counter() - start) * 1e3)
-    return fastest
+    timings = time_tflite_models(paths, threads=1, rounds=rounds,
+                                 runs_per_round=max(1, runs // rounds), warmup=warmup)
+    return {name: timing.fastest_ms for name, timing in timings.items()}
 
 
-def check_requirements(workdir: str, target: float, within: float | None,
+def check_requirements(workdir: str, target: float | None, within: float | None,
                        min_top1: float | None, min_supernet_top1: float | None = None
                        ) -> list[str]:
-    """The acceptance checks CI asks for; returns the failures (empty: all hold)."""
+    """The acceptance checks CI asks for; returns the failures (empty: all hold).
+
+    ``within``: of the MACs target, or under a latency target of the searched child's measured
+    latency (its predicted one when the table is another device's).
+    """
     failures = []
     summary = files.read_json(os.path.join(workdir, "search", files.SEARCH_SUMMARY_FILE))
     if min_supernet_top1 is not None:
@@ -216,7 +255,16 @@ def check_requirements(workdir: str, target: float, within: float | None,
             if value is None or value < min_supernet_top1:
                 failures.append(f"supernet held-out top-1 {when} is {value} (required "
                                 f"{min_supernet_top1:.3f})")
-    if within is not None:
+    latency = summary.get("latency") or {}
+    if within is not None and latency.get("target_ms"):
+        measured = latency.get("measured_ms")
+        value, what = ((measured, "measured") if measured is not None
+                       else (latency["predicted_ms"], "predicted"))
+        goal = latency["target_ms"]
+        if abs(value - goal) > within * goal:
+            failures.append(f"searched child's {what} latency {value:.4f} ms is not within "
+                            f"{within:.0%} of the target {goal:.4f} ms")
+    elif within is not None:
         macs = summary["macs"]
         if abs(macs - target) > within * target:
             failures.append(f"searched MACs {macs} are not within {within:.0%} of the target "
@@ -241,7 +289,27 @@ def supernet_learning_line(summary: dict) -> str:
             + f"{100 * final:.1f}% at the end of the search (chance {chance:.1f}%)")
 
 
-def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: int) -> str:
+def latency_lines(summary: dict, exported_ms: dict[str, float]) -> list[str]:
+    """The latency target against the table's prediction and the measured latencies."""
+    latency = summary["latency"]
+    goal = latency["target_ms"]
+    versus = lambda ms: f"{ms:.4f} ms ({100 * (ms - goal) / goal:+.1f}%)"  # noqa: E731
+    lines = [f"latency target {goal:.4f} ms ({latency['mode']}, {latency['threads']} thread(s); "
+             f"table {latency['table']}, measured on {latency['device']}):",
+             f"  predicted by the table        {versus(latency['predicted_ms'])}"]
+    if latency.get("measured_ms") is not None:
+        lines.append(f"  searched child, measured      {versus(latency['measured_ms'])} "
+                     f"({latency['measured']})")
+    else:
+        lines.append(f"  searched child: {latency['measured']}")
+    mode = latency["mode"]
+    if mode in exported_ms:
+        lines.append(f"  exported TFLite {mode:<8}      {versus(exported_ms[mode])} (LiteRT, "
+                     f"{latency['threads']} thread(s), fastest of 20 rounds x 50 runs)")
+    return lines
+
+
+def summarize(workdir: str, target: float | None, stages: list[Stage], latency_runs: int) -> str:
     """The closing summary: architecture, MACs/params vs target, accuracy, latency, artefacts."""
     search_dir, train_dir, export_dir = (os.path.join(workdir, d) for d in ("search", "train", "export"))
     summary = files.read_json(os.path.join(search_dir, files.SEARCH_SUMMARY_FILE))
@@ -255,8 +323,12 @@ def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: in
     lines = ["", "=" * 78, "AutoNL pipeline summary", "=" * 78,
              f"searched architecture ({len(arch_lines)} blocks, {arch_path}):"]
     lines += [f"  {line}" for line in arch_lines]
-    lines.append(f"MACs {macs / 1e6:.4f}M vs target {target / 1e6:.4f}M "
-                 f"({100 * (macs - target) / target:+.2f}%), params {params / 1e6:.4f}M")
+    if target:
+        lines.append(f"MACs {macs / 1e6:.4f}M vs target {target / 1e6:.4f}M "
+                     f"({100 * (macs - target) / target:+.2f}%), params {params / 1e6:.4f}M")
+    else:
+        lines.append(f"MACs {macs / 1e6:.4f}M (the search aimed at a latency), params "
+                     f"{params / 1e6:.4f}M")
     lines.append(supernet_learning_line(summary))
     lines.append(f"accuracy ({last['num_images']} eval images, {'EMA' if last.get('ema') else 'raw'}"
                  f" weights, step {last['step']}): top-1 {100 * last['top1']:.1f}%, "
@@ -280,6 +352,16 @@ def summarize(workdir: str, target: float, stages: list[Stage], latency_runs: in
             f"{agreement.get('num_images', 0)} eval images{products}")
     for mode, reason in export_card.get("tflite_left_out", {}).items():
         lines.append(f"TFLite {mode:<8} left out: {reason}")
+    if (summary.get("latency") or {}).get("target_ms"):
+        latency = summary["latency"]
+        exported = {}
+        if latency["mode"] in tflite_files:
+            from autonl_tf.latency.timing import time_tflite_models
+
+            exported[latency["mode"]] = time_tflite_models(
+                {"exported": tflite_files[latency["mode"]]}, latency["threads"], rounds=20,
+                runs_per_round=50)["exported"].fastest_ms
+        lines += latency_lines(summary, exported)
     lines.append("artefacts:")
     for label, path in (
             ("search figure", os.path.join(search_dir, files.SEARCH_FIGURE_FILE)),
@@ -308,22 +390,50 @@ def main(argv):
         sys.exit(f"error: cannot prepare the embedded dataset or the search space: {e}")
     low, high = setting.feasible_range
     target = FLAGS.target_flops or max(float(low), FLAGS.target_fraction * high)
-    print(f"search target: {target / 1e6:.3f}M MACs (feasible {low / 1e6:.3f}M..{high / 1e6:.3f}M "
-          f"at {setting.image_size}px, width x{setting.width_multiplier:g})", flush=True)
+    latency = None
+    if FLAGS.target_latency_ms:
+        try:
+            latency = demo_latency_setting(FLAGS.latency_table, FLAGS.latency_mode)
+        except UserError as e:
+            sys.exit(f"error: {e}")
+        fast, slow = latency.feasible_range_ms
+        if not fast <= FLAGS.target_latency_ms <= slow:
+            sys.exit(f"error: --target_latency_ms={FLAGS.target_latency_ms:g} is outside the "
+                     f"feasible range {fast:.4f}..{slow:.4f} ms of the demo space predicted by "
+                     f"{latency.table_path}")
+        target = None
+        print(f"search target: {FLAGS.target_latency_ms:.4f} ms batch-1 latency, {latency.mode}, "
+              f"{latency.threads} thread(s) (feasible {fast:.4f}..{slow:.4f} ms predicted by "
+              f"{latency.table_path}, measured on {latency.device})", flush=True)
+        if not latency.here:
+            from autonl_tf.latency.committed import rebuild_command
+
+            print("note: that table was measured on another machine, so the latencies measured "
+                  "here will not match its predictions; build one for this machine with\n  "
+                  + rebuild_command(latency.mode), flush=True)
+    else:
+        print(f"search target: {target / 1e6:.3f}M MACs (feasible {low / 1e6:.3f}M.."
+              f"{high / 1e6:.3f}M at {setting.image_size}px, width "
+              f"x{setting.width_multiplier:g})", flush=True)
     search_steps = FLAGS.search_steps or (SMOKE_SEARCH_STEPS if FLAGS.smoke else None)
     # Smoke size shortens the search only: a less trained network would not learn the colour
     # relation, and its near-tied logits would make the int8 verification meaningless.
     train_steps = FLAGS.train_steps
     search_dir, train_dir, export_dir = (os.path.join(workdir, d) for d in ("search", "train", "export"))
-    search = [python, "search_main.py", "--config=search:demo", f"--model_dir={search_dir}",
-              f"--target_flops={target:.0f}"]
+    search = [python, "search_main.py", "--config=search:demo", f"--model_dir={search_dir}"]
+    if latency is not None:
+        search += [f"--target_latency_ms={FLAGS.target_latency_ms:g}",
+                   f"--latency_table={latency.table_path}",
+                   f"--config.search.latency_mode={latency.mode}"]
+    else:
+        search.append(f"--target_flops={target:.0f}")
     if search_steps:
         search.append(f"--train_steps={search_steps}")
     if FLAGS.seed is not None:
         search.append(f"--config.train.seed={FLAGS.seed}")
     train = retrain_command(python, search_dir, train_dir, setting, train_steps, FLAGS.seed)
     stages = [
-        Stage("search under the MACs target", search),
+        Stage("search under the " + ("latency" if latency else "MACs") + " target", search),
         Stage("retrain the searched architecture", train),
         Stage("evaluate (top-1/top-5, EMA weights)", [python, "eval_main.py",
                                                       f"--model_dir={train_dir}"],

@@ -19,32 +19,13 @@ import shlex
 import sys
 from importlib import metadata
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from autonl_tf.latency.device import cpu_model_and_isa  # noqa: E402
+
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
-# ISA extensions that change which CPU kernels XNNPACK / oneDNN / Eigen pick (x86 and ARM names
-# as /proc/cpuinfo spells them).
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
-             "avx512_bf16", "avxvnni", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm",
-             "sve", "sve2", "bf16")
-
 PACKAGES = ("tensorflow", "keras", "ai-edge-litert", "numpy")
-
-
-def _cpuinfo() -> tuple[str, list[str]]:
-    """(CPU model name, its ISA flags among `ISA_FLAGS`), from /proc/cpuinfo where it exists."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip().lower()
-                if key in ("model name", "hardware", "cpu model") and value.strip():
-                    model = value.strip()
-                elif key in ("flags", "features"):
-                    flags.update(value.split())
-    except OSError:
-        pass
-    return model, [flag for flag in ISA_FLAGS if flag in flags]
 
 
 def _version(package: str) -> str | None:
@@ -56,7 +37,7 @@ def _version(package: str) -> str | None:
 
 def machine() -> dict:
     """The machine and software a result was measured with (JSON-ready)."""
-    model, isa = _cpuinfo()
+    model, isa = cpu_model_and_isa()
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:

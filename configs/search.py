@@ -7,9 +7,9 @@
 The search writes ``arch.txt`` into --model_dir, for ``train_main.py --arch=<model_dir>/arch.txt``.
 Variants (``--config=search:<variant>``): 'imagenet' (default: the 'autonl' space, which contains
 AutoNL-S and AutoNL-L; 8 epochs at batch 1024, the first 5 a weights-only warm-up, as Single-Path
-NAS), 'demo' (the embedded dataset, the 'tiny' space: a few minutes on 2 CPU cores; the supernet's
-held-out top-1 is printed at the end of the warm-up and of the search, well above the 10% of
-chance).
+NAS), 'demo' (the embedded dataset at 32 px, the 'demo' space: about two minutes on 2 CPU cores;
+the supernet's held-out top-1 is printed at the end of the warm-up and of the search: 44-85% and
+78-95% in the runs of docs/search.md, against 10% for chance).
 
 Sections ``model``, ``data``, ``train`` and ``eval`` are those of ``autonl_tf/training/defaults.py`` less the
 keys the search does not use (``model.arch``, ``model.drop_connect_rate``, the EMA keys,
@@ -20,9 +20,24 @@ and ``every_steps`` (0 = at every checkpoint; the end of the warm-up is always e
 ``search_space``: see ``autonl_tf/search/spaces.py``. ``search``:
 
   target_flops           MACs target (multiply-adds, the profiler's count); --target_flops
-  cost_loss              'target' (|log(cost/target)|, default), 'target_squared', 'hinge'
-                         (only above the target) or 'log' (Single-Path NAS: lambda * log(cost))
-  cost_weight            lambda
+  target_latency_ms      a latency target in ms instead (0 = none): the cost is the latency
+                         table's prediction (docs/latency.md); --target_latency_ms
+  latency_table          the table (python -m autonl_tf.latency.build_table); --latency_table
+  latency_mode           the TFLite mode the table must be for ('' = the table's own)
+  cost_loss              'lagrangian' (default: the target as a constraint, m*c + c^2/2 of
+                         c = log(cost/target) with the multiplier m raised by dual ascent, then
+                         a settling phase on |c|; docs/search.md), 'target' (|log(cost/target)|),
+                         'target_squared', 'hinge' (only above the target) or 'log'
+                         (Single-Path NAS: lambda * log(cost))
+  cost_weight            lambda (of the quadratic part for 'lagrangian')
+  multiplier_rate        'lagrangian': the multiplier's change per decision step and unit of c
+  settle_fraction        'lagrangian': the last fraction of the decision phase, which lands on
+                         the target with |c| (lambda settle_weight) and a restarted threshold
+                         learning rate
+  settle_weight          lambda of the settling phase
+  min_heldout_top1_vs_chance   the held-out top-1 at the end of the warm-up must reach this
+                         multiple of chance, else the search stops there (exit 4, no arch.txt)
+  stop_if_not_learning   False: go on anyway (e.g. a shuffled-label control)
   warmup_fraction        fraction of the steps that train the weights only: no cost term,
                          thresholds frozen, indicators dropped at random (Single-Path NAS: 62.5%)
   indicator_keep_probability   during the warm-up, each indicator is kept with this probability
@@ -37,7 +52,8 @@ and ``every_steps`` (0 = at every checkpoint; the end of the warm-up is always e
                          Single-Path NAS; off by default (see autonl_tf.search.layers)
   threshold_optimizer    'adam' | 'sgd' | 'rmsprop' (thresholds only)
   threshold_learning_rate, threshold_beta_1   its learning rate (0 during the warm-up, then
-                         cosine-decayed to 0 over the decision phase) and Adam's beta_1
+                         cosine-decayed to 0 over the decision phase, restarted for the
+                         settling phase) and Adam's beta_1
 """
 
 import ml_collections
@@ -94,6 +110,9 @@ def get_config(variant: str = "imagenet") -> ml_collections.ConfigDict:
         # A target inside the feasible range of the space at the configured size and width:
         # the demo's is ~60% of its largest child.
         target_flops=450e3 if demo else 350e6,
+        target_latency_ms=0.0,
+        latency_table="",
+        latency_mode="",
         cost_loss="lagrangian",
         cost_weight=2.0,
         multiplier_rate=0.02,

@@ -71,6 +71,36 @@ def test_build_tfrecords_bad_input_is_exit_2(tmp_path):
     assert f"--input_dir '{tmp_path / 'missing'}' is not a directory" in _error_line(completed)
 
 
+@pytest.mark.parametrize("args,expected", [
+    (("--target_latency_ms=0.05",), "search.target_latency_ms needs a latency table"),
+    (("--target_latency_ms=0.05", "--latency_table=/no/such/table.json"),
+     "latency table /no/such/table.json: cannot read it"),
+    # The committed table of the demo space is for 32 px: refused at another size.
+    (("--target_latency_ms=0.05", "--latency_table={table}", "--config.data.image_size=64"),
+     "was built for image_size=32 (this search: 64)"),
+    (("--target_latency_ms=0.001", "--latency_table={table}"),
+     "target_latency_ms=0.001 is below the fastest child network"),
+])
+def test_search_main_latency_target_bad_input_is_one_line(tmp_path, args, expected):
+    from autonl_tf.latency.committed import demo_table
+
+    args = [a.format(table=demo_table("float32")) for a in args]
+    completed = _run(*main_command("search_main.py", "--config=search:demo",
+                                   f"--model_dir={tmp_path / 'm'}", *args))
+    assert expected in _error_line(completed)
+    assert not (tmp_path / "m").exists()
+
+
+def test_build_table_bad_input_is_exit_2(tmp_path):
+    python = main_command("eval_main.py")[0]
+    completed = _run(python, "-m", "autonl_tf.latency.build_table", "--config=search:demo")
+    assert "--output=<table.json> is required" in _error_line(completed)
+    completed = _run(python, "-m", "autonl_tf.latency.build_table",
+                     f"--export_dir={tmp_path}", f"--benchmark_logs={tmp_path}",
+                     "--device=phone", f"--output={tmp_path / 't.json'}")
+    assert "manifest.json not found" in _error_line(completed)
+
+
 class _FailingResolver:
     """Stands in for TPUClusterResolver, which needs the Cloud TPU API (absent here)."""
 

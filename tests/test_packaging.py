@@ -72,6 +72,8 @@ def test_installed_package_loads_the_published_models_and_the_repository_configs
         "from autonl_tf.training.config import load_config\n"
         "assert list_models() == ['autonl_l', 'autonl_s', 'mobilenet_v2'], list_models()\n"
         "assert len(resolve_model_spec('autonl_s').blocks) > 10\n"
+        "from autonl_tf.latency.committed import demo_table\n"
+        "assert os.path.exists(demo_table('int8')), demo_table('int8')\n"
         "by_path = load_config(os.path.join('configs', 'search.py') + ':demo')\n"
         "by_name = load_config('autonl_l')\n"
         "assert 'configs' not in sys.modules\n"

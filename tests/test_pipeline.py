@@ -50,3 +50,25 @@ def test_retraining_uses_the_searched_recipe_at_the_search_width():
             "--config.data.image_size=32", "--config.train.seed=3"} <= set(command)
     assert not any(arg.startswith("--train_steps") for arg in command)
     assert "--train_steps=10" in pipeline.retrain_command("python", "s", "t", setting, 10)
+
+
+def test_latency_requirement_uses_the_measured_latency_and_the_summary_lines(tmp_path):
+    write_run(tmp_path, macs=1_000_000, top1=0.8)
+    path = tmp_path / "search" / "search_summary.json"
+    summary = json.loads(path.read_text())
+    summary["latency"] = {"target_ms": 0.05, "predicted_ms": 0.0505, "measured_ms": 0.056,
+                          "measured": "LiteRT int8 on this machine", "mode": "int8",
+                          "threads": 1, "table": "t.json", "device": "cpu"}
+    path.write_text(json.dumps(summary))
+    failures = pipeline.check_requirements(str(tmp_path), None, within=0.1, min_top1=None)
+    assert failures == ["searched child's measured latency 0.0560 ms is not within 10% of the "
+                        "target 0.0500 ms"]
+    assert pipeline.check_requirements(str(tmp_path), None, within=0.15, min_top1=None) == []
+    lines = pipeline.latency_lines(summary, {"int8": 0.049})
+    assert "predicted by the table        0.0505 ms (+1.0%)" in lines[1]
+    assert "searched child, measured      0.0560 ms (+12.0%)" in lines[2]
+    assert "exported TFLite int8          0.0490 ms (-2.0%)" in lines[3]
+    # A phone's table: nothing measured here, the prediction is checked.
+    summary["latency"].update(measured_ms=None, measured="not measured: a phone")
+    path.write_text(json.dumps(summary))
+    assert pipeline.check_requirements(str(tmp_path), None, within=0.05, min_top1=None) == []

@@ -24,6 +24,7 @@ from autonl_tf import errors, files
 from autonl_tf.models import check_image_size
 from autonl_tf.search import report
 from autonl_tf.search.decode import current_decisions
+from autonl_tf.search.latency_cost import LatencyCost, LatencyTable
 from autonl_tf.search.objective import COST_LOSSES, SearchObjective
 from autonl_tf.search.search_cost import SearchCost
 from autonl_tf.search.space import SearchSpace, space_from_config
@@ -61,20 +62,59 @@ def _validate_search_section(search: ml_collections.ConfigDict) -> None:
              f"search.threshold_optimizer={search.threshold_optimizer!r}: expected one of "
              f"{THRESHOLD_OPTIMIZERS}")
     require(search.threshold_learning_rate > 0, "search.threshold_learning_rate must be > 0")
-    require(search.cost_loss == "log" or (search.target_flops and search.target_flops > 0),
-             f"search.cost_loss={search.cost_loss!r} needs a positive search.target_flops "
-             "(--target_flops)")
+    latency_ms = target_latency_ms(search)
+    require(latency_ms >= 0, "search.target_latency_ms must be >= 0 (0 = a MACs target)")
+    require(not latency_ms or search.get("latency_table"),
+            "search.target_latency_ms needs a latency table: --latency_table=<table.json> "
+            "(search.latency_table; build one with python -m autonl_tf.latency.build_table, "
+            "docs/latency.md)")
+    require(search.cost_loss == "log" or latency_ms > 0
+            or (search.target_flops and search.target_flops > 0),
+            f"search.cost_loss={search.cost_loss!r} needs a positive search.target_flops "
+            "(--target_flops) or search.target_latency_ms (--target_latency_ms)")
 
 
-def _check_target(space: SearchSpace, config: ml_collections.ConfigDict) -> tuple[int, int]:
-    """The feasible range at the config's size/width/classes; TargetError if the target is out."""
+def target_latency_ms(search: ml_collections.ConfigDict) -> float:
+    """The search section's latency target in ms (0: none, the search aims at MACs)."""
+    return float(search.get("target_latency_ms") or 0.0)
+
+
+def latency_cost(config: ml_collections.ConfigDict, space: SearchSpace) -> LatencyCost | None:
+    """The latency table's cost for the config's size/width/classes, None without a latency
+    target.
+
+    Raises:
+      LatencyTableError: an unreadable table, or one built for another space / image size /
+        width / class count / mode (one line naming the difference).
+    """
+    search = config.search
+    if not target_latency_ms(search):
+        return None
+    return LatencyCost(space, LatencyTable.load(str(search.latency_table)),
+                       int(config.data.image_size), int(config.data.num_classes),
+                       float(config.model.width_multiplier),
+                       mode=str(search.get("latency_mode") or "") or None)
+
+
+def _check_target(space: SearchSpace, config: ml_collections.ConfigDict,
+                  early: bool = False) -> tuple[int, int]:
+    """The feasible MACs range at the config's size/width/classes; TargetError if the target
+    (MACs, or latency with a latency table) is out. ``early``: before the data is prepared (the
+    class count may still change): a latency table is only read, not matched."""
     try:
         check_image_size(config.data.image_size)
     except ValueError as e:
         raise ConfigError(f"data.image_size: {e}") from None
     cost = SearchCost(space, int(config.data.image_size), int(config.data.num_classes),
                       float(config.model.width_multiplier))
-    if config.search.cost_loss != "log":
+    if early and target_latency_ms(config.search):
+        LatencyTable.load(str(config.search.latency_table))
+        return cost.feasible_range()
+    latency = latency_cost(config, space)
+    if latency is not None:
+        if config.search.cost_loss != "log":
+            latency.check_target(target_latency_ms(config.search))
+    elif config.search.cost_loss != "log":
         cost.check_target(float(config.search.target_flops))
     return cost.feasible_range()
 
@@ -90,13 +130,16 @@ def resolve_search_config(config: ml_collections.ConfigDict
     """
     space = space_from_config(config.search_space)
     _validate_search_section(config.search)
-    if config.search.cost_loss != "log":  # early, before the data is prepared
-        _check_target(space, config)
+    if config.search.cost_loss != "log" or target_latency_ms(config.search):
+        _check_target(space, config, early=True)  # before the data is prepared
     resolved = recipe.resolve_experiment(config)
     resolved.model.name = "supernet"
     # Again with the prepared data (a TFDS dataset brings its own number of classes).
     low, high = _check_target(space, resolved)
     resolved.search.feasible_range = [int(low), int(high)]
+    latency = latency_cost(resolved, space)
+    if latency is not None:
+        resolved.search.feasible_latency_range_ms = list(latency.feasible_range())
     train = resolved.train
     resolved.eval.every_steps = int(resolved.eval.every_steps or train.checkpoint_every_steps
                                     or train.total_steps)
@@ -127,8 +170,11 @@ def build_supernet(resolved: ml_collections.ConfigDict, space: SearchSpace,
                    dtype_policy: str | None = None) -> Supernet:
     """The supernet of a resolved search config (build it under ``strategy.scope()``)."""
     search = resolved.search
+    latency = latency_cost(resolved, space)
     objective = SearchObjective(
-        target_macs=float(search.target_flops) if search.target_flops else None,
+        target_macs=float(search.target_flops) if search.target_flops and latency is None
+        else None,
+        target_latency_ms=target_latency_ms(search) or None,
         cost_loss=search.cost_loss, cost_weight=float(search.cost_weight),
         warmup_steps=int(search.warmup_steps),
         label_smoothing=float(resolved.train.label_smoothing),
@@ -148,7 +194,7 @@ def build_supernet(resolved: ml_collections.ConfigDict, space: SearchSpace,
             temperature=float(search.temperature), score_gradient=bool(search.score_gradient),
             objective=objective,
             indicator_keep_probability=float(search.indicator_keep_probability),
-            log_indicators=False)
+            log_indicators=False, latency_cost=latency)
 
 
 class DecisionPhaseCosine(keras.optimizers.schedules.LearningRateSchedule):
@@ -232,6 +278,10 @@ class SearchRecorder(driver.CheckpointCallback):
         self.model_dir = model_dir
         self.target = (float(resolved.search.target_flops)
                        if resolved.search.cost_loss != "log" else None)
+        # A latency target (ms) replaces the MACs target; MACs stay reported.
+        self.target_latency_ms = target_latency_ms(resolved.search) or None
+        if self.target_latency_ms:
+            self.target = None
         self.warmup_steps = int(resolved.search.warmup_steps)
         self.total_steps = int(resolved.train.total_steps)
         self.chance = 1.0 / int(resolved.data.num_classes)
@@ -249,8 +299,12 @@ class SearchRecorder(driver.CheckpointCallback):
         self.history = report.read_history(self.model_dir, up_to_step=step) if step else []
         self.heldout = report.read_heldout(self.model_dir, up_to_step=step) if step else []
         if not self.history:  # the curve starts at the initial child (all indicators on)
+            decisions = current_decisions(self.supernet)
             self.history = [{"step": step, "expected_macs": float(
-                self.supernet.search_cost.macs(current_decisions(self.supernet)))}]
+                self.supernet.search_cost.macs(decisions))}]
+            if self.supernet.latency_cost is not None:
+                self.history[0]["expected_latency_ms"] = self.supernet.latency_cost.latency(
+                    decisions)
         if step >= self.warmup_steps:  # a rerun of a search that was stopped there stops again
             for row in self.heldout:
                 if row["step"] == self.warmup_steps:
@@ -261,9 +315,9 @@ class SearchRecorder(driver.CheckpointCallback):
         self._step = int(batch)
         if "expected_macs" in logs:
             self.history.append({key: float(logs[key]) for key in
-                                 ("expected_macs", "cross_entropy", "cost_loss", "loss",
-                                  "accuracy", "cost_weight", "cost_multiplier",
-                                  "threshold_gradient_cross_entropy",
+                                 ("expected_macs", "expected_latency_ms", "cross_entropy",
+                                  "cost_loss", "loss", "accuracy", "cost_weight",
+                                  "cost_multiplier", "threshold_gradient_cross_entropy",
                                   "threshold_gradient_cost") if key in logs}
                                 | {"step": int(batch)})
 
@@ -301,9 +355,12 @@ class SearchRecorder(driver.CheckpointCallback):
     def on_checkpoint(self, step: int, checkpoint_path: str, logs: Mapping[str, float]) -> None:
         self._write(step)
         if self.is_chief and self.decided(step):
-            logging.info("step %d: searched child %.4gM MACs%s -> %s", step,
+            latency = self.last_summary.get("latency")
+            logging.info("step %d: searched child %.4gM MACs%s%s -> %s", step,
                          self.last_summary["macs"] / 1e6,
                          f" (target {self.target / 1e6:.4g}M)" if self.target else "",
+                         f", {latency['predicted_ms']:.4g} ms predicted (target "
+                         f"{latency['target_ms']:.4g} ms)" if latency else "",
                          os.path.join(self.model_dir, files.ARCH_FILE))
 
     def _write(self, step: int) -> None:
@@ -312,7 +369,7 @@ class SearchRecorder(driver.CheckpointCallback):
         self.last_summary = report.write_search_outputs(
             self.model_dir, self.supernet, step, self.history, target_macs=self.target,
             warmup_steps=self.warmup_steps, total_steps=self.total_steps, heldout=self.heldout,
-            write_arch=self.decided(step))
+            target_latency_ms=self.target_latency_ms, write_arch=self.decided(step))
 
     def decided(self, step: int) -> bool:
         """Whether the decisions at ``step`` are the search's (the decision phase has begun,
@@ -398,6 +455,12 @@ class SearchTask(experiment.ExperimentTask):
         low, high = search.feasible_range
         target = (f"{search.target_flops / 1e6:.4g}M ({search.cost_loss})"
                   if search.cost_loss != "log" else "none (lambda * log(cost))")
+        if target_latency_ms(search):
+            fast, slow = search.feasible_latency_range_ms
+            return (f"Searching {self.space.num_decisions} decisions ({len(self.space.blocks)} "
+                    f"blocks), feasible range {fast:.4g}-{slow:.4g} ms predicted by "
+                    f"{search.latency_table}, target {target_latency_ms(search):.4g} ms "
+                    f"({search.cost_loss}); MACs {low / 1e6:.4g}M-{high / 1e6:.4g}M")
         return (f"Searching {self.space.num_decisions} decisions ({len(self.space.blocks)} "
                 f"blocks), feasible range {low / 1e6:.4g}M-{high / 1e6:.4g}M MACs, target "
                 f"{target}")
@@ -423,6 +486,7 @@ class SearchTask(experiment.ExperimentTask):
                 context.model_dir, model, result["step"], recorder.history,
                 target_macs=recorder.target, warmup_steps=recorder.warmup_steps,
                 total_steps=recorder.total_steps, heldout=recorder.heldout,
+                target_latency_ms=recorder.target_latency_ms,
                 write_arch=recorder.decided(result["step"]))
         result.update(summary=recorder.last_summary,
                       arch_file=os.path.join(context.model_dir, files.ARCH_FILE))

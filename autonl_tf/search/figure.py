@@ -1,7 +1,9 @@
 """The search figure (matplotlib, Agg backend): cost vs step, and the searched network.
 
 Top: expected MACs of the supernet's current child at every recorded step, against the target
-(with a +-5% band) and the feasible range; the weights-only warm-up is shaded.
+(with a +-5% band) and the feasible range; the weights-only warm-up is shaded. Under a latency
+target: the latency table's prediction instead, against the target (+-10% band), with the
+child's measured latency when search_main.py has timed it.
 Middle: how well the supernet learns: training top-1 (of the sampled children during the
 warm-up, of the current child after it) and held-out top-1 of the current child, against chance.
 Bottom: the child block by block: box width ~ kernel size, box height ~ expansion, colour =
@@ -50,6 +52,36 @@ def _plot_cost(ax, summary: Mapping, history: Sequence[Mapping], warmup_steps: i
     ax.set_xlim(0, right)
     ax.set_xlabel("step")
     ax.set_ylabel("MACs (millions)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
+    ax.grid(alpha=0.3)
+
+
+def _plot_latency(ax, summary: Mapping, history: Sequence[Mapping], warmup_steps: int,
+                  total_steps: int | None) -> None:
+    latency = summary["latency"]
+    target = latency.get("target_ms")
+    low, high = latency["feasible_range_ms"]
+    rows = [row for row in history if "expected_latency_ms" in row]
+    steps = [row["step"] for row in rows]
+    if rows:
+        ax.step(steps, [row["expected_latency_ms"] for row in rows], where="post",
+                color="#1f77b4", lw=1.6, label="predicted latency (table)")
+    ax.plot([summary["step"]], [latency["predicted_ms"]], "o", color="#1f77b4", ms=7,
+            label=f"final child, predicted {latency['predicted_ms']:.4f} ms")
+    if latency.get("measured_ms") is not None:
+        ax.plot([summary["step"]], [latency["measured_ms"]], "D", color="#2ca02c", ms=7,
+                label=f"final child, measured {latency['measured_ms']:.4f} ms")
+    if target:
+        ax.axhline(target, color="#d62728", ls="--", lw=1.2, label=f"target {target:.4f} ms")
+        ax.axhspan(0.9 * target, 1.1 * target, color="#d62728", alpha=0.08,
+                   label="target +-10%")
+    ax.axhline(high, color="#7f7f7f", ls=":", lw=1)
+    ax.axhline(low, color="#7f7f7f", ls=":", lw=1, label="feasible range")
+    if warmup_steps > 0:
+        ax.axvspan(0, warmup_steps, color="#bbbbbb", alpha=0.3, label="warm-up (weights only)")
+    ax.set_xlim(0, max([total_steps or 0, summary["step"], *steps, 1]))
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"latency (ms), {latency['mode']}, {latency['threads']} thread(s)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
     ax.grid(alpha=0.3)
 
@@ -128,7 +160,11 @@ def render_search_figure(summary: Mapping, history: Sequence[Mapping], warmup_st
     fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(13, 10),
                                               gridspec_kw={"height_ratios": [1.1, 0.8, 1.0]})
     try:
-        _plot_cost(top, summary, history, warmup_steps, total_steps)
+        latency = summary.get("latency")
+        if latency:
+            _plot_latency(top, summary, history, warmup_steps, total_steps)
+        else:
+            _plot_cost(top, summary, history, warmup_steps, total_steps)
         _plot_accuracy(middle, summary, history, warmup_steps, total_steps)
         target = summary.get("target_macs")
         title = (f"AutoNL search, step {summary['step']}: {summary['macs'] / 1e6:.3f}M MACs, "
@@ -136,6 +172,12 @@ def render_search_figure(summary: Mapping, history: Sequence[Mapping], warmup_st
         if target:
             title += (f" (target {target / 1e6:.3f}M, "
                       f"{100 * summary['relative_error']:+.2f}%)")
+        if latency:
+            title += f"; {latency['predicted_ms']:.4f} ms predicted"
+            if latency.get("measured_ms") is not None:
+                title += f", {latency['measured_ms']:.4f} ms measured"
+            if latency.get("target_ms"):
+                title += f" (target {latency['target_ms']:.4f} ms)"
         if summary.get("supernet_heldout_top1") is not None:
             title += f"; supernet held-out top-1 {100 * summary['supernet_heldout_top1']:.1f}%"
         top.set_title(title, fontsize=10)

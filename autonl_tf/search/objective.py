@@ -38,7 +38,9 @@ class SearchObjective:
     """What the supernet's ``train_step`` minimises.
 
     Attributes:
-      target_macs: the MACs target (required by the target forms).
+      target_macs: the MACs target (required by the target forms, unless target_latency_ms).
+      target_latency_ms: a latency target instead (ms); the cost is then the expected latency
+        of `autonl_tf.search.latency_cost.LatencyCost`, through the same terms.
       cost_loss: one of `COST_LOSSES`.
       cost_weight: lambda.
       warmup_steps: steps with lambda = 0 (the weights learn before the cost acts).
@@ -66,21 +68,28 @@ class SearchObjective:
     multiplier_rate: float = 0.02
     settle_step: int | None = None
     settle_weight: float = 5.0
+    target_latency_ms: float | None = None
 
     def __post_init__(self):
         if self.cost_loss not in COST_LOSSES:
             raise ValueError(f"cost_loss={self.cost_loss!r}: expected one of {COST_LOSSES}")
-        if self.cost_loss != "log" and not (self.target_macs and self.target_macs > 0):
+        if self.cost_loss != "log" and not (self.target and self.target > 0):
             raise ValueError(f"cost_loss={self.cost_loss!r} needs a positive target_macs "
-                             "(--target_flops); use cost_loss='log' to search without a target")
+                             "(--target_flops) or target_latency_ms (--target_latency_ms); use "
+                             "cost_loss='log' to search without a target")
         if min(self.cost_weight, self.warmup_steps, self.multiplier_rate,
                self.settle_weight) < 0:
             raise ValueError("cost_weight, warmup_steps, multiplier_rate and settle_weight must "
                              "be >= 0")
 
+    @property
+    def target(self) -> float | None:
+        """The cost's target: the latency (ms) when one is set, else the MACs."""
+        return self.target_latency_ms if self.target_latency_ms else self.target_macs
+
     def cost_term(self, macs: tf.Tensor, multiplier: tf.Tensor | float = 0.0,
                   settling: tf.Tensor | float = 0.0) -> tf.Tensor:
-        """The cost term (before lambda) of the expected MACs, a float32 scalar.
+        """The cost term (before lambda) of the expected cost (MACs or ms), a float32 scalar.
 
         ``multiplier``, ``settling`` (0/1): the 'lagrangian' form's current multiplier and
         whether it is in its settling phase (`settling`); the other forms ignore them.
@@ -100,8 +109,8 @@ class SearchObjective:
         return tf.nn.relu(log_ratio)
 
     def log_ratio(self, macs: tf.Tensor) -> tf.Tensor:
-        """``log(macs / target)`` (float32), within the dead zone of ``target_tolerance`` 0."""
-        log_ratio = tf.math.log(tf.cast(macs, tf.float32) / self.target_macs)
+        """``log(cost / target)`` (float32), within the dead zone of ``target_tolerance`` 0."""
+        log_ratio = tf.math.log(tf.cast(macs, tf.float32) / self.target)
         if self.target_tolerance > 0:  # a dead zone: no pull within +-tolerance of the target
             band = float(np.log1p(self.target_tolerance))
             log_ratio = tf.sign(log_ratio) * tf.nn.relu(tf.abs(log_ratio) - band)

@@ -10,6 +10,11 @@
   held-out evaluations (step, top-1, top-5); lets a resumed search continue the curves.
 * ``search.png``: cost vs step against the target, and the child drawn block by block.
 
+Under a latency target (`autonl_tf.search.latency_cost`), the summary's ``latency`` holds the
+target, the table's prediction for the child, the feasible range, the table's device / mode /
+threads and, once search_main.py has timed the child on this machine
+(`record_measured_latency`), its measured latency; every block row has its ``latency_ms``.
+
 Files are written atomically (temporary file + rename) through `tf.io.gfile`, so the model dir
 may be a GCS bucket.
 """
@@ -29,8 +34,8 @@ from autonl_tf.search.layers import SuperMBConvBlock
 from autonl_tf.search.space import BlockDecision
 from autonl_tf.search.supernet import Supernet, gate_names
 
-__all__ = ["learning_summary",
-           "read_heldout", "read_history", "search_summary",
+__all__ = ["learning_summary", "latency_summary",
+           "read_heldout", "read_history", "record_measured_latency", "search_summary",
            "write_search_outputs"]
 
 
@@ -97,6 +102,8 @@ def _block_rows(supernet: Supernet, decisions: Sequence[BlockDecision]) -> list[
             "params": cost.params if cost else 0,
             "lightnl_macs": cost.nonlocal_macs if cost else 0,
         }
+        if supernet.latency_cost is not None:
+            row["latency_ms"] = _block_latency_ms(supernet, block, decision)
         if isinstance(layer, SuperMBConvBlock):
             scores = layer.scores()
             names = gate_names(block)
@@ -109,7 +116,74 @@ def _block_rows(supernet: Supernet, decisions: Sequence[BlockDecision]) -> list[
     return rows
 
 
-def search_summary(supernet: Supernet, step: int, target_macs: float | None = None) -> dict:
+def _block_latency_ms(supernet: Supernet, block, decision: BlockDecision) -> float:
+    """The table's latency of one block of the child (its MBConv and LightNL parts)."""
+    if not decision.keep:
+        return 0.0
+    parts = supernet.latency_cost.parts
+    table = supernet.latency_cost.table
+    total = table.ms(parts.mbconv[block.index][block.kernel_sizes.index(decision.kernel_size)][
+        block.expand_ratios.index(decision.expand_ratio)][block.se_ratios.index(decision.se_ratio)])
+    if decision.lightnl_ratio is not None:
+        total += table.ms(parts.lightnl[block.index][
+            block.lightnl_ratios.index(decision.lightnl_ratio)][
+            block.lightnl_strides.index(decision.lightnl_stride)])
+    return total
+
+
+def latency_summary(supernet: Supernet, decisions: Sequence[BlockDecision],
+                    target_ms: float | None) -> dict | None:
+    """The child's predicted latency against the target, and the table's setting (None when
+    the search has no latency table)."""
+    latency = supernet.latency_cost
+    if latency is None:
+        return None
+    predicted = latency.latency(decisions)
+    low, high = latency.feasible_range()
+    table = latency.table
+    return {
+        "target_ms": float(target_ms) if target_ms else None,
+        "predicted_ms": predicted,
+        "relative_error": (predicted - target_ms) / target_ms if target_ms else None,
+        "feasible_range_ms": [low, high],
+        "measured_ms": None,
+        "measured_relative_error": None,
+        "measured": "not measured yet (search_main.py times the child at the end)",
+        "table": table.path,
+        "device": table.device,
+        "runtime": table.data.get("runtime"),
+        "mode": table.mode,
+        "threads": table.threads,
+        "overhead_ms": table.overhead_ms,
+        "stem_ms": table.ms(latency.parts.stem),
+        "head_ms": table.ms(latency.parts.head),
+    }
+
+
+def record_measured_latency(model_dir: str, measured_ms: float | None, how: str) -> dict:
+    """Writes the searched child's measured latency (or why it was not measured) into
+    search_summary.json and redraws search.png; returns the summary."""
+    path = os.path.join(model_dir, files.SEARCH_SUMMARY_FILE)
+    summary = files.read_json(path)
+    latency = summary.get("latency")
+    if latency is None:
+        raise ValueError(f"{path} has no latency section: the search had no latency target")
+    target = latency.get("target_ms")
+    latency["measured_ms"] = measured_ms
+    latency["measured_relative_error"] = ((measured_ms - target) / target
+                                          if measured_ms is not None and target else None)
+    latency["measured"] = how
+    files.write_json_atomic(path, summary, allow_nan=True)
+    from autonl_tf.search.figure import render_search_figure
+
+    history = read_history(model_dir)
+    png = render_search_figure(summary, history, warmup_steps=summary.get("warmup_steps", 0))
+    files.write_atomic(os.path.join(model_dir, files.SEARCH_FIGURE_FILE), png)
+    return summary
+
+
+def search_summary(supernet: Supernet, step: int, target_macs: float | None = None,
+                   target_latency_ms: float | None = None) -> dict:
     """A JSON-ready account of the current decisions (see the module docstring)."""
     decisions = decode.current_decisions(supernet)
     profile = supernet.search_cost.profile(decisions)
@@ -129,6 +203,9 @@ def search_summary(supernet: Supernet, step: int, target_macs: float | None = No
         "num_decisions": supernet.space.num_decisions,
         "blocks": _block_rows(supernet, decisions),
     }
+    latency = latency_summary(supernet, decisions, target_latency_ms)
+    if latency is not None:
+        summary["latency"] = latency
     return summary
 
 
@@ -137,11 +214,12 @@ def write_search_outputs(model_dir: str, supernet: Supernet, step: int,
                          target_macs: float | None = None,
                          warmup_steps: int = 0, total_steps: int | None = None,
                          figure: bool = True, heldout: Sequence[Mapping] = (),
+                         target_latency_ms: float | None = None,
                          write_arch: bool = True) -> dict:
     """Writes search_summary.json, search_history.json, search.png and (``write_arch``)
     arch.txt; returns the summary."""
     tf.io.gfile.makedirs(model_dir)
-    summary = search_summary(supernet, step, target_macs)
+    summary = search_summary(supernet, step, target_macs, target_latency_ms)
     summary.update(learning_summary(history, heldout, warmup_steps))
     if write_arch:
         files.write_atomic(os.path.join(model_dir, files.ARCH_FILE),

@@ -25,7 +25,8 @@ from autonl_tf.errors import UserError
 from autonl_tf.search.indicators import nested_weights
 from autonl_tf.search.space import BlockDecision, SearchBlock, SearchSpace
 
-__all__ = ["BlockGates", "SearchCost", "TargetError", "gates_from_decision"]
+__all__ = ["BlockGates", "SearchCost", "TargetError", "block_decisions", "block_expected_cost",
+           "gates_from_decision"]
 
 # The indicators of one block, as a mapping (values: tensors or numbers):
 #   keep: scalar (1 for a block that cannot be skipped)
@@ -68,6 +69,47 @@ class _BlockTables:
     mbconv_params: tuple[tuple[tuple[int, ...], ...], ...]
     lightnl_macs: tuple[tuple[int, ...], ...]
     lightnl_params: int
+
+
+def block_decisions(block: SearchBlock) -> list[BlockDecision]:
+    """Every decision of one block (each kernel, expansion, SE, LightNL option; skip)."""
+    decisions = [BlockDecision(True, k, e, None, 1, se) for k in block.kernel_sizes
+                 for e in block.expand_ratios for se in block.se_ratios]
+    decisions += [BlockDecision(True, k, e, r, s, se) for k in block.kernel_sizes
+                  for e in block.expand_ratios for r in block.lightnl_ratios
+                  for s in block.lightnl_strides for se in block.se_ratios]
+    if block.skippable:
+        decisions.append(block.smallest())
+    return decisions
+
+
+def block_expected_cost(block: SearchBlock, gates: BlockGates, mbconv: Sequence,
+                        lightnl: Sequence | None = None, lightnl_total=None):
+    """The expected cost of one block: a multilinear function of its gates.
+
+    ``keep * (sum_{i,j,k} w_kernel[i] w_expand[j] w_se[k] mbconv[i][j][k]
+    + lightnl_gate * sum_{r,s} w_ratio[r] w_stride[s] lightnl[r][s])``, with the nested weights
+    of `nested_weights`; ``lightnl_total`` replaces the LightNL sum by one value (a cost that
+    does not depend on the ratio and stride). Any additive per-choice cost works: MACs,
+    parameters, milliseconds (`autonl_tf.search.latency_cost`). With 0/1 gates the result is
+    the table value of the chosen options.
+    """
+    kernel_w = nested_weights(gates["kernel"])
+    expand_w = nested_weights(gates["expand"])
+    se_w = nested_weights(gates["se"])
+    total = sum(kernel_w[i] * expand_w[j] * se_w[k] * mbconv[i][j][k]
+                for i, j, k in itertools.product(range(len(kernel_w)), range(len(expand_w)),
+                                                 range(len(se_w))))
+    if block.has_lightnl:
+        if lightnl_total is not None:
+            extra = lightnl_total
+        else:
+            ratio_w = nested_weights(gates["lightnl_ratio"])
+            stride_w = nested_weights(gates["lightnl_stride"])
+            extra = sum(ratio_w[i] * stride_w[j] * lightnl[i][j]
+                        for i, j in itertools.product(range(len(ratio_w)), range(len(stride_w))))
+        total = total + gates["lightnl"] * extra
+    return gates["keep"] * total
 
 
 class SearchCost:
@@ -124,24 +166,10 @@ class SearchCost:
     # -- the multilinear cost ------------------------------------------------------------------
     def _block_expected(self, block: SearchBlock, gates: BlockGates, params: bool):
         tables = self.tables[block.index]
-        table = tables.mbconv_params if params else tables.mbconv_macs
-        kernel_w = nested_weights(gates["kernel"])
-        expand_w = nested_weights(gates["expand"])
-        se_w = nested_weights(gates["se"])
-        total = sum(kernel_w[i] * expand_w[j] * se_w[k] * table[i][j][k]
-                    for i, j, k in itertools.product(range(len(kernel_w)), range(len(expand_w)),
-                                                     range(len(se_w))))
-        if block.has_lightnl:
-            if params:  # one shared depthwise conv + BN, whatever the ratio and stride
-                lightnl = tables.lightnl_params
-            else:
-                ratio_w = nested_weights(gates["lightnl_ratio"])
-                stride_w = nested_weights(gates["lightnl_stride"])
-                lightnl = sum(ratio_w[i] * stride_w[j] * tables.lightnl_macs[i][j]
-                              for i, j in itertools.product(range(len(ratio_w)),
-                                                            range(len(stride_w))))
-            total = total + gates["lightnl"] * lightnl
-        return gates["keep"] * total
+        if params:  # LightNL: one shared depthwise conv + BN, whatever the ratio and stride
+            return block_expected_cost(block, gates, tables.mbconv_params,
+                                       lightnl_total=tables.lightnl_params)
+        return block_expected_cost(block, gates, tables.mbconv_macs, tables.lightnl_macs)
 
     def _expected(self, gates: Sequence[BlockGates | None], params: bool):
         if len(gates) != len(self.space.blocks):
@@ -181,15 +209,8 @@ class SearchCost:
 
     # -- range and target -----------------------------------------------------------------------
     def _block_options(self, block: SearchBlock) -> list[int]:
-        decisions = [BlockDecision(True, k, e, None, 1, se) for k in block.kernel_sizes
-                     for e in block.expand_ratios for se in block.se_ratios]
-        decisions += [BlockDecision(True, k, e, r, s, se) for k in block.kernel_sizes
-                      for e in block.expand_ratios for r in block.lightnl_ratios
-                      for s in block.lightnl_strides for se in block.se_ratios]
-        if block.skippable:
-            decisions.append(block.smallest())
         return [int(self._block_expected(block, gates_from_decision(block, d), False))
-                for d in decisions]
+                for d in block_decisions(block)]
 
     def feasible_range(self) -> tuple[int, int]:
         """(smallest, largest) MACs over all children of the space."""

@@ -23,6 +23,7 @@ from autonl_tf.models.builder import (
     head_layers,
     stem_layers,
 )
+from autonl_tf.search.latency_cost import LatencyCost
 from autonl_tf.search.layers import SuperMBConvBlock
 from autonl_tf.search.objective import SearchObjective
 from autonl_tf.search.search_cost import SearchCost
@@ -111,6 +112,9 @@ class Supernet(keras.Model):
       log_indicators: ``train_step``/``test_step`` logs include every indicator as
         ``indicator/block_<i>/<decision>`` (0/1). The search program turns this off and writes
         them to TensorBoard itself, to keep its console lines short.
+      latency_cost: when given, the cost term acts on the table's expected latency (ms,
+        `autonl_tf.search.latency_cost`) instead of the expected MACs (the objective's
+        ``target_latency_ms``); the logs then also hold ``expected_latency_ms``.
     """
 
     def __init__(self, space: SearchSpace, *, num_classes: int = 1000, image_size: int = 224,
@@ -119,6 +123,7 @@ class Supernet(keras.Model):
                  temperature: float = 1.0, score_gradient: bool = False,
                  objective: SearchObjective | None = None,
                  indicator_keep_probability: float = 1.0, log_indicators: bool = True,
+                 latency_cost: LatencyCost | None = None,
                  name: str = "supernet", **kwargs):
         # No autocast in the model's own scope: the indicators are computed here from float32
         # weights, whatever the compute dtype of the blocks.
@@ -142,6 +147,7 @@ class Supernet(keras.Model):
         self.score_gradient = bool(score_gradient)
         self.search_cost = SearchCost(space, image_size, num_classes, width_multiplier,
                                       depth_divisor)
+        self.latency_cost = latency_cost
         scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
         conv_init = keras.initializers.get(CONV_INITIALIZER)
         self.stem_conv, self.stem_bn, self.stem_activation = stem_layers(
@@ -247,6 +253,17 @@ class Supernet(keras.Model):
             k: ([cast(x) for x in v] if isinstance(v, list) else cast(v)) for k, v in g.items()}
             for g in self._gate_list(gates)]
         return tf.convert_to_tensor(self.search_cost.expected_macs(converted), dtype)
+
+    def expected_latency(self, gates: dict[str, dict] | None = None,
+                         dtype: tf.DType = tf.float32) -> tf.Tensor:
+        """Expected latency (ms) of the latency table as a differentiable function of the
+        indicators; with hard indicators, the table's prediction for the current child."""
+        gates = self.block_gates() if gates is None else gates
+        cast = lambda g: tf.cast(g, dtype)  # noqa: E731
+        converted = [None if g is None else {
+            k: ([cast(x) for x in v] if isinstance(v, list) else cast(v)) for k, v in g.items()}
+            for g in self._gate_list(gates)]
+        return tf.convert_to_tensor(self.latency_cost.expected_latency(converted), dtype)
 
     def indicator_values(self, gates: dict[str, dict] | None = None) -> dict:
         """{'indicator/block_03/kernel5': 0/1 tensor, ...} for every decision of the space."""
@@ -364,16 +381,24 @@ class Supernet(keras.Model):
         flat = tf.nest.flatten(gates)
         optimizer = getattr(self, "optimizer", None)
         step = optimizer.iterations if optimizer is not None else 0
-        cost_loss, macs = self.objective.indicator_cost_term(
-            flat, lambda g: self.expected_macs(tf.nest.pack_sequence_as(gates, g)),
+        # The cost the objective acts on: MACs, or the latency table's milliseconds.
+        cost_fn = self.expected_macs if self.latency_cost is None else self.expected_latency
+        cost_loss, cost_value = self.objective.indicator_cost_term(
+            flat, lambda g: cost_fn(tf.nest.pack_sequence_as(gates, g)),
             multiplier=tf.stop_gradient(tf.convert_to_tensor(self.cost_multiplier)),
             settling=self.objective.settling(step))
+        macs = (cost_value if self.latency_cost is None
+                else tf.stop_gradient(self.expected_macs(gates)))
         cost_weight = self.objective.cost_weight_at(step)
         weight_decay = self._weight_decay()
         loss = cross_entropy + cost_weight * cost_loss + weight_decay
-        return {"loss": loss, "cross_entropy": cross_entropy, "cost_loss": cost_loss,
-                "cost_weight": cost_weight, "weight_decay": weight_decay,
-                "expected_macs": macs, "logits": logits, "gates": gates}
+        terms = {"loss": loss, "cross_entropy": cross_entropy, "cost_loss": cost_loss,
+                 "cost_weight": cost_weight, "weight_decay": weight_decay,
+                 "expected_macs": macs, "expected_cost": cost_value, "logits": logits,
+                 "gates": gates}
+        if self.latency_cost is not None:
+            terms["expected_latency_ms"] = cost_value
+        return terms
 
     # No AutoGraph: nothing here branches on tensors, and converting this code costs seconds of
     # tracing (the training driver's tf.function would otherwise convert it).
@@ -420,7 +445,7 @@ class Supernet(keras.Model):
                 thresholds, strict=True))
         # Dual ascent of the 'lagrangian' multiplier (every replica computes the same MACs).
         self.cost_multiplier.assign_add(
-            deciding * self.objective.multiplier_step(terms["expected_macs"],
+            deciding * self.objective.multiplier_step(terms["expected_cost"],
                                                       self.optimizer.iterations - 1))
         # Logged as the whole gradient (a replica's share times the number of replicas).
         replicas = float(tf.distribute.get_strategy().num_replicas_in_sync)
@@ -444,6 +469,8 @@ class Supernet(keras.Model):
         for part, tracker in self._threshold_gradients.items():
             logs[f"threshold_gradient_{part}"] = tf.reduce_mean(tf.abs(tracker.result()))
         logs["expected_macs"] = terms["expected_macs"]
+        if "expected_latency_ms" in terms:
+            logs["expected_latency_ms"] = terms["expected_latency_ms"]
         logs["cost_weight"] = terms["cost_weight"]
         if self.objective.cost_loss == "lagrangian":
             logs["cost_multiplier"] = tf.convert_to_tensor(self.cost_multiplier)
