@@ -41,8 +41,7 @@ flags.DEFINE_bool("smoke", False, "Reduced size for CI: half the search steps.")
 flags.DEFINE_integer("seed", None, "Weight-initialisation seed of the search and the retraining "
                      "(default: the configs' seed, 0).")
 flags.DEFINE_integer("search_steps", None, "Search steps (default: the search:demo config).")
-flags.DEFINE_integer("train_steps", None, "Retraining steps (default: the demo:searched "
-                     "config, 5625).")
+flags.DEFINE_integer("train_steps", None, "Retraining steps (default: the demo config's, 1875).")
 flags.DEFINE_string("tflite", None, "TFLite modes to export and verify (default: those of "
                     "`python -m autonl_tf.export`, float32 + int8, int8 left out with its reason "
                     "when it fails verification).")
@@ -207,10 +206,9 @@ def retrain_command(python: str, search_dir: str, train_dir: str, setting: Searc
     """The command that retrains the searched architecture (the pipeline's second stage).
 
     At the search's resolution and width (the target is a MACs count of that network), with the
-    ``demo:searched`` recipe: the demo's stretched 3x, because the searched networks learn the
-    dataset's colour relation only after a few thousand steps (configs/demo.py).
+    demo's recipe (configs/demo.py).
     """
-    command = [python, "train_main.py", "--config=demo:searched", f"--arch={search_dir}/arch.txt",
+    command = [python, "train_main.py", "--config=demo", f"--arch={search_dir}/arch.txt",
                f"--model_dir={train_dir}", f"--config.data.image_size={setting.image_size}",
                f"--config.model.width_multiplier={setting.width_multiplier}"]
     if train_steps:

@@ -24,8 +24,7 @@ from autonl_tf.training.schedules import WarmupExponentialDecay, scaled_learning
 # ------------------------------------------------------------------------------------ configs
 
 
-@pytest.mark.parametrize("name", ["autonl_s", "autonl_l", "mobilenet_v2", "demo",
-                                  "demo:searched"])
+@pytest.mark.parametrize("name", ["autonl_s", "autonl_l", "mobilenet_v2", "demo"])
 def test_named_configs_load_and_validate(name):
     config = config_lib.load_config(name)
     assert set(config.keys()) >= {"model", "data", "train", "eval"}
@@ -35,20 +34,9 @@ def test_named_configs_load_and_validate(name):
     assert resolved.train.total_steps >= 1
 
 
-def test_searched_demo_recipe_is_the_demo_schedule_stretched_three_times():
-    base, searched = (recipe.resolve_experiment(config_lib.load_config(name), prepare_data=False)
-                      for name in ("demo", "demo:searched"))
-    assert searched.train.total_steps == 3 * base.train.total_steps == 5625
-    base_lr, searched_lr = (recipe.build_learning_rate_schedule(c) for c in (base, searched))
-    # The same curve over the run: step 3t of the searched recipe has step t's learning rate
-    # (in the warm-up and after each staircase decay).
-    for step in (10, 137, 138, 500, 1000, 1874):
-        assert float(searched_lr(3 * step)) == pytest.approx(float(base_lr(step)), rel=1e-6)
-
-
-def test_unknown_demo_variant_is_refused():
-    with pytest.raises(ValueError, match="variant .serched.: expected .demo. or .demo:searched."):
-        config_lib.load_config("demo:serched")
+def test_a_config_without_variants_refuses_one():
+    with pytest.raises(config_lib.ConfigError, match="has no variants: use it without ':x'"):
+        config_lib.load_config("demo:x")
 
 
 def test_named_configs_are_listed():

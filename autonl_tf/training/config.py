@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import os
 import pathlib
 import types
@@ -139,6 +140,8 @@ def _load_module_config(path_and_argument: str) -> ml_collections.ConfigDict:
     module = config_module(path)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path} has no get_config() function")
+    if argument and not inspect.signature(module.get_config).parameters:
+        raise ConfigError(f"{path} has no variants: use it without ':{argument}'")
     config = module.get_config(argument) if argument else module.get_config()
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"{path}: get_config() must return a ConfigDict")
