@@ -1,31 +1,39 @@
-"""Does the search choose by accuracy? Searched vs random vs no-LightNL vs shuffled-label search.
+"""Does the search choose by accuracy? Searched vs random vs no-LightNL vs shuffled-label searches.
 
-The proxy task: the embedded dataset generated at 64 px (label = shape of two tokens + whether
-their colours match; the tokens are at least 32 px apart), and the 'proxy' search space
-(autonl_tf/search/spaces.py: the first stages of the macro, output stride 8), whose convolutions
-reach a limited neighbourhood. First, a sanity check that LightNL can help there at all: one
-hand-placed architecture retrained with and without its LightNLs. Then, at one MACs target:
+The proxy task is the demo's own: the embedded dataset at 32 px (label = the shape of two tokens
+and whether their colours match), the 'demo' search space at width 0.25, the demo search's MACs
+target (450k, within +-2%), and every child retrained by the demo recipe cut to --train_steps
+(1000 by default), where networks have not all converged: that is what makes children differ.
+Every child is retrained with the same recipe, once per --seeds seed (weights and data order),
+on the TRUE labels, and evaluated (EMA weights) on the 600 held-out images.
 
-  (a) searched         the search over the proxy space (LightNL candidates after every block)
-  (b) random           --num_random architectures of the same space, sampled at the target +-2%
-  (c) no_lightnl       the same search over the space without LightNL candidates
-  (d) shuffled_labels  the same search run on randomly permuted training labels
+Two phases, so that the proxy is fixed before any search runs on it:
 
-Every child is retrained with the same recipe and steps (configs/demo.py's recipe), once per
-seed, on the TRUE labels, and evaluated (EMA weights) on the held-out split. The table gives
-mean +- std of top-1 over all runs of a group; ``--output_json`` writes it (with every run).
+  --phase=random     the sanity check (a hand-placed LightNL vs the same network without) and
+                     --num_random random children at the target; writes the JSON
+  --phase=searches   reads that JSON (refuses a different proxy), then --search_seeds searches
+                     of each condition: true labels ('searched'), shuffled training labels
+                     (retrained on the true ones), no LightNL candidates; retrains each searched
+                     child; adds how each ranks among the random children (percentiles) and how
+                     the supernet ranks networks: for every random child, its held-out top-1
+                     inside the supernet of each true-label search at the end of the warm-up
+                     (inherited weights, BatchNorm re-estimated) against its standalone top-1,
+                     Kendall's tau (Yu et al., "Evaluating the Search Phase of Neural
+                     Architecture Search", ICLR 2020)
 
-    python benchmarks/search_quality.py --output_json=benchmarks/results/search_quality.json
-    python benchmarks/search_quality.py --search_steps=200 --train_steps=200 --num_random=2 \\
-        --seeds=0 --skip_sanity        # a quick look (minutes)
+    python benchmarks/search_quality.py --phase=random      # ~40 min on 2 cores
+    python benchmarks/search_quality.py --phase=searches    # ~60 min on 2 cores
+    python benchmarks/search_quality.py --quick --workdir=/tmp/sq_quick   # the code path, minutes
 
-Everything goes through the library's own programs (`search_experiment`, `train_experiment`),
-i.e. what search_main.py and train_main.py run. The shuffled-label copy of the training split is
-written as real TFRecord shards next to the generated set.
+The searches and retrainings are the package's own programs (`search_main.py`,
+`train_main.py --mode=train_and_eval`), run --jobs at a time as subprocesses, with one
+TensorFlow thread each. The shuffled-label training split is written as real TFRecord shards.
+Results: benchmarks/results/search_quality.json (`record.write_result`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import glob
 import json
 import math
@@ -33,321 +41,468 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks import record  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Where searches, retrainings and data go (default: temp).")
-flags.DEFINE_string("output_json", None, "Write the table and every run here.")
-flags.DEFINE_integer("image_size", 64, "Generated image size = model input size (px), a multiple "
-                     "of 32.")
-flags.DEFINE_float("width_multiplier", 0.5, "Channel multiplier of supernet and children.")
-flags.DEFINE_float("target_fraction", 0.5, "MACs target: this fraction of the way from the "
-                   "smallest to the largest child of the proxy space.")
-flags.DEFINE_float("macs_tolerance", 0.02, "Equal MACs: every compared child within this "
-                   "relative distance of the target.")
-flags.DEFINE_integer("search_steps", 1000, "Steps of each search (batch 32).")
-flags.DEFINE_integer("train_steps", 600, "Retraining steps of each child (batch 64).")
-flags.DEFINE_list("seeds", ["0", "1"], "Retraining seeds (every child is retrained once each).")
-flags.DEFINE_integer("search_seed", 0, "Seed of the three searches.")
-flags.DEFINE_integer("num_random", 5, "Random architectures of the space at the target.")
-flags.DEFINE_integer("num_train", 3000, "Generated training images.")
-flags.DEFINE_integer("num_eval", 600, "Generated held-out images.")
-flags.DEFINE_bool("skip_sanity", False, "Skip the hand-placed LightNL check.")
-flags.DEFINE_bool("sanity_only", False, "Run only the hand-placed LightNL check.")
+flags.DEFINE_enum("phase", "random", ["random", "searches"], "Which phase to run (see above).")
+flags.DEFINE_string("workdir", None, "Searches, retrainings and data (default: a temp dir).")
+flags.DEFINE_string("output_json", None, "Default: benchmarks/results/search_quality.json "
+                    "(with --quick: <workdir>/search_quality.json).")
+flags.DEFINE_integer("train_steps", 1000, "Retraining steps of each child (demo recipe, batch 64).")
+flags.DEFINE_integer("search_steps", None, "Steps of each search (default: the demo search's).")
+flags.DEFINE_float("target_flops", None, "MACs target (default: the demo search's).")
+flags.DEFINE_float("macs_tolerance", 0.02, "Random children within this relative distance of "
+                   "the target.")
+flags.DEFINE_integer("num_random", 12, "Random children of the space at the target.")
+flags.DEFINE_list("seeds", ["0", "1"], "Retraining seeds (weights and data order).")
+flags.DEFINE_list("search_seeds", ["0", "1", "2"], "Search seeds (weights and data order).")
+flags.DEFINE_integer("jobs", 2, "Programs run at once (one TensorFlow thread each).")
+flags.DEFINE_bool("quick", False, "A few minutes: short searches and retrainings, 3 random "
+                  "children, one seed; checks the code path, not the search.")
 
-GROUPS = ("searched", "random", "no_lightnl", "shuffled_labels")
+CONDITIONS = ("searched", "shuffled_labels", "no_lightnl")
+WIDTH = 0.25
+IMAGE_SIZE = 32
+
+# A search config without LightNL candidates, written next to the runs (configs are code).
+NO_LIGHTNL_CONFIG = '''
+from autonl_tf.training.config import config_module
 
 
-# -- data ----------------------------------------------------------------------------------------
+def get_config():
+    config = config_module("search").get_config("demo")
+    for stage in config.search_space.stages:
+        stage["lightnl"] = False
+    return config
+'''
 
-def embedded_data_dir() -> str:
-    """The embedded dataset at --image_size (generated once into the user cache)."""
-    from autonl_tf.data.embedded import ensure_embedded_dataset
 
-    return ensure_embedded_dataset("", FLAGS.image_size, FLAGS.num_train, FLAGS.num_eval,
-                                   num_train_shards=4, num_eval_shards=2, seed=0)
+# -- programs --------------------------------------------------------------------------------
+
+def _env() -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1",
+               TF_NUM_INTEROP_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _run(argv: list[str], log_path: str) -> None:
+    with open(log_path, "w") as log:
+        result = subprocess.run([sys.executable, *argv], cwd=REPO, env=_env(), stdout=log,
+                                stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:2])} failed (exit {result.returncode}), see "
+                           f"{log_path}")
+
+
+def _seeded(seed: int) -> list[str]:
+    return [f"--config.train.seed={seed}", "--config.data.deterministic=true",
+            f"--config.data.seed={seed}"]
+
+
+def search(job: dict) -> dict:
+    """One search (search_main.py); returns its summary's figures and the child."""
+    model_dir = job["model_dir"]
+    summary_path = os.path.join(model_dir, "search_summary.json")
+    if not (os.path.exists(summary_path) and os.path.exists(os.path.join(model_dir, "arch.txt"))
+            and json.load(open(summary_path))["step"] == job["steps"]):
+        # Evaluations and checkpoints every eighth of the search (250 steps of the demo's 2000):
+        # the warm-up ends on one, and its supernet is kept for the ranking diagnostic.
+        every = max(1, job["steps"] // 8)
+        argv = ["search_main.py", f"--config={job['config']}", f"--model_dir={model_dir}",
+                f"--target_flops={job['target']}", f"--train_steps={job['steps']}",
+                f"--config.train.checkpoint_every_steps={every}",
+                f"--config.eval.every_steps={every}",
+                "--config.train.max_checkpoints_to_keep=20",
+                *_seeded(job["seed"]), *job.get("extra", [])]
+        _run(argv, model_dir + ".log")
+    with open(summary_path) as f:
+        summary = json.load(f)
+    return {"arch": summary["arch"], "macs": summary["macs"], "seed": job["seed"],
+            "relative_error": summary["relative_error"],
+            "supernet_heldout_top1_after_warmup": summary["supernet_heldout_top1_after_warmup"],
+            "supernet_heldout_top1": summary["supernet_heldout_top1"],
+            "warmup_steps": summary["warmup_steps"], "model_dir": model_dir}
+
+
+def retrain(job: dict) -> dict:
+    """One retraining (train_main.py --mode=train_and_eval); its final EMA top-1."""
+    model_dir, steps = job["model_dir"], job["steps"]
+    results = os.path.join(model_dir, "eval_results.json")
+
+    def final():
+        if not os.path.exists(results):
+            return None
+        rows = [r for r in json.load(open(results)) if r["step"] == steps]
+        return rows[-1] if rows else None
+
+    if final() is None:
+        os.makedirs(model_dir, exist_ok=True)
+        arch_file = os.path.join(model_dir, "arch.txt")
+        with open(arch_file, "w") as f:
+            f.write("\n".join(job["arch"]) + "\n")
+        argv = ["train_main.py", "--config=demo", f"--arch={arch_file}",
+                f"--model_dir={model_dir}", "--mode=train_and_eval", f"--train_steps={steps}",
+                f"--config.model.width_multiplier={WIDTH}",
+                f"--config.data.image_size={IMAGE_SIZE}",
+                f"--config.eval.every_steps={steps}",
+                f"--config.train.checkpoint_every_steps={steps}", *_seeded(job["seed"]),
+                *job.get("extra", [])]
+        _run(argv, model_dir + ".log")
+    row = final()
+    return {"top1": float(row["top1"]), "seed": job["seed"]}
+
+
+def run_all(function, jobs: list[dict]) -> list[dict]:
+    with concurrent.futures.ThreadPoolExecutor(FLAGS.jobs) as pool:
+        return list(pool.map(function, jobs))
+
+
+# -- the proxy -------------------------------------------------------------------------------
+
+def demo_defaults() -> tuple[float, int]:
+    from autonl_tf.training.config import config_module
+
+    config = config_module("search").get_config("demo")
+    return float(config.search.target_flops), int(config.train.train_steps)
+
+
+def demo_space():
+    from autonl_tf.search import SearchCost, space_from_config, spaces
+
+    space = space_from_config(spaces.get_config("demo"))
+    return space, SearchCost(space, IMAGE_SIZE, 10, WIDTH)
+
+
+def random_children(space, cost, target: float, count: int) -> list[dict]:
+    """``count`` distinct random children within --macs_tolerance of ``target`` (seed 0)."""
+    from autonl_tf.arch import encode_arch
+
+    found, seen, rng = [], set(), random.Random(0)
+    for _ in range(500_000):
+        decisions = space.random(rng.randrange(1 << 30))
+        macs = cost.macs(decisions)
+        if abs(macs - target) > FLAGS.macs_tolerance * target:
+            continue
+        arch = encode_arch(space.child_blocks(decisions))
+        if arch not in seen:
+            seen.add(arch)
+            found.append({"arch": arch.splitlines(), "macs": macs})
+            if len(found) == count:
+                return found
+    raise RuntimeError(f"found only {len(found)} random children within "
+                       f"{FLAGS.macs_tolerance:.0%} of {target:,.0f} MACs")
+
+
+def hand_placed(space, cost) -> tuple[dict, dict]:
+    """A hand-written child with a LightNL 1/4 after the last block of every stage that may
+    host one, and the same child without them."""
+    from autonl_tf.arch import encode_arch
+
+    last = {block.stage: block.index for block in space.blocks}
+    with_nl, without = [], []
+    for block in space.blocks:
+        kernel, expand = block.kernel_sizes[0], block.expand_ratios[-1]
+        without.append(block.decision(kernel_size=kernel, expand_ratio=expand))
+        nl = block.has_lightnl and block.index == last[block.stage]
+        with_nl.append(block.decision(kernel_size=kernel, expand_ratio=expand,
+                                      lightnl_ratio=0.25 if nl else None, lightnl_stride=1))
+    return tuple({"arch": encode_arch(space.child_blocks(d)).splitlines(), "macs": cost.macs(d)}
+                 for d in (with_nl, without))
 
 
 def shuffled_label_copy(data_dir: str, root: str, seed: int = 1234) -> str:
-    """A copy of ``data_dir`` whose training labels are a random permutation of the originals
-    (same images, same label counts); the held-out split is copied unchanged."""
+    """A copy of the embedded set whose training labels are a random permutation of the
+    originals (same images, same label counts), in the builder's shard layout (labels.txt,
+    metadata.json), which the demo configs read as one's own data; held-out split unchanged."""
     import numpy as np
     import tensorflow as tf
 
-    out_dir = os.path.join(root, "embedded_shuffled_labels")
+    out_dir = os.path.join(root, "shuffled_labels_data")
     done = os.path.join(out_dir, ".complete")
     if os.path.exists(done):
         return out_dir
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
     shards = sorted(glob.glob(os.path.join(data_dir, "train-*-of-*")))
-    records = [r.numpy() for shard in shards for r in tf.data.TFRecordDataset(shard)]
-    examples = [tf.train.Example.FromString(r) for r in records]
+    examples = [tf.train.Example.FromString(r.numpy())
+                for shard in shards for r in tf.data.TFRecordDataset(shard)]
     labels = [e.features.feature["image/class/label"].int64_list.value[0] for e in examples]
     permuted = np.random.default_rng(seed).permutation(labels)
     per_shard = math.ceil(len(examples) / len(shards))
     for index, shard in enumerate(shards):
+        part = slice(index * per_shard, (index + 1) * per_shard)
         with tf.io.TFRecordWriter(os.path.join(out_dir, os.path.basename(shard))) as writer:
-            for example, label in zip(examples[index * per_shard:(index + 1) * per_shard],
-                                      permuted[index * per_shard:(index + 1) * per_shard],
-                                      strict=True):
+            for example, label in zip(examples[part], permuted[part], strict=True):
                 example.features.feature["image/class/label"].int64_list.value[:] = [int(label)]
                 writer.write(example.SerializeToString())
-    for path in glob.glob(os.path.join(data_dir, "validation-*-of-*")):
-        shutil.copy(path, out_dir)
+    for name in ("labels.txt", "metadata.json", *map(os.path.basename, glob.glob(
+            os.path.join(data_dir, "validation-*-of-*")))):
+        shutil.copy(os.path.join(data_dir, name), out_dir)
     open(done, "w").close()
     return out_dir
 
 
-def data_config(data_dir: str):
-    """The TFRecord input pipeline on ``data_dir`` (the ImageNet shard layout, 1-based labels),
-    with the embedded dataset's settings: whole image, no crop, no colour augmentation."""
-    from autonl_tf.data import default_data_config
-
-    cfg = default_data_config("imagenet")
-    cfg.data_dir = data_dir
-    cfg.image_size = FLAGS.image_size
-    cfg.num_classes = 10
-    cfg.num_train_examples = FLAGS.num_train
-    cfg.num_eval_examples = FLAGS.num_eval
-    cfg.augment = "none"
-    cfg.random_crop = False
-    cfg.eval_crop_padding = 0
-    cfg.shuffle_buffer = 4096
-    return cfg
-
-
-# -- search space, searches, architectures ---------------------------------------------------
-
-def proxy_space_config(lightnl: bool):
-    from autonl_tf.search import spaces as search_space_config
-
-    config = search_space_config.get_config("proxy")
-    if not lightnl:
-        for stage in config.stages:
-            stage["lightnl"] = False
-    return config
-
-
-def run_search(name: str, data_dir: str, lightnl: bool, target: float, root: str) -> dict:
-    import tensorflow as tf
-
-    from autonl_tf.training.config import config_module
-
-    search_config = config_module("search")
-    from autonl_tf.search.experiment import search_experiment
-
-    config = search_config.get_config("demo")
-    config.data = data_config(data_dir)
-    config.search_space = proxy_space_config(lightnl)
-    config.model.width_multiplier = FLAGS.width_multiplier
-    config.search.target_flops = target
-    config.train.train_steps = FLAGS.search_steps
-    config.train.seed = FLAGS.search_seed
-    config.train.checkpoint_every_steps = FLAGS.search_steps
-    config.eval.every_steps = max(1, FLAGS.search_steps // 8)
-    start = time.time()
-    result = search_experiment(config, model_dir=os.path.join(root, "search", name),
-                               strategy=tf.distribute.get_strategy())
-    summary = result["summary"]
-    print(f"search '{name}': {summary['macs']:,} MACs ({100 * summary['relative_error']:+.2f}% "
-          f"of the target), supernet held-out top-1 {summary['supernet_heldout_top1']:.3f} "
-          f"({summary['supernet_heldout_top1_after_warmup']:.3f} after the warm-up), "
-          f"{time.time() - start:.0f}s", flush=True)
-    return {"arch": summary["arch"], "macs": summary["macs"],
-            "supernet_heldout_top1": summary["supernet_heldout_top1"],
-            "supernet_heldout_top1_after_warmup": summary["supernet_heldout_top1_after_warmup"],
-            "seconds": time.time() - start}
-
-
-def random_architectures(space, search_cost, target: float, count: int) -> list[dict]:
-    """``count`` distinct random children of ``space`` within --macs_tolerance of ``target``."""
-    from autonl_tf.arch import encode_arch
-
-    found, seen = [], set()
-    rng = random.Random(0)
-    for _ in range(200_000):
-        decisions = space.random(rng.randrange(1 << 30))
-        macs = search_cost.macs(decisions)
-        if abs(macs - target) > FLAGS.macs_tolerance * target:
-            continue
-        arch = encode_arch(space.child_blocks(decisions))
-        if arch in seen:
-            continue
-        seen.add(arch)
-        found.append({"arch": arch.splitlines(), "macs": macs})
-        if len(found) == count:
-            return found
-    raise RuntimeError(f"found only {len(found)} random architectures within "
-                       f"{FLAGS.macs_tolerance:.0%} of {target:,.0f} MACs")
-
-
-def hand_placed(space) -> tuple[list[str], list[str]]:
-    """A hand-written child with LightNL 1/4 after the last block of each stage, and the same
-    child without them."""
-    from autonl_tf.arch import encode_arch
-
-    last_of_stage = {}
-    for block in space.blocks:
-        last_of_stage[block.stage] = block.index
-    with_nl, without = [], []
-    for block in space.blocks:
-        base = block.decision(kernel_size=block.kernel_sizes[0],
-                              expand_ratio=block.expand_ratios[-1])
-        without.append(base)
-        nl = block.has_lightnl and block.index == last_of_stage[block.stage]
-        with_nl.append(block.decision(kernel_size=base.kernel_size,
-                                      expand_ratio=base.expand_ratio,
-                                      lightnl_ratio=0.25 if nl else None, lightnl_stride=1))
-    return (encode_arch(space.child_blocks(with_nl)).splitlines(),
-            encode_arch(space.child_blocks(without)).splitlines())
-
-
-# -- retraining ------------------------------------------------------------------------------
-
-def retrain(arch: list[str], seed: int, data_dir: str, model_dir: str) -> dict:
-    import keras
-    import tensorflow as tf
-
-    from autonl_tf.training.config import config_module
-
-    demo_config = config_module("demo")
-    from autonl_tf.training.experiment import train_experiment
-
-    keras.backend.clear_session()
-    config = demo_config.get_config()
-    config.model.arch = " ".join(arch)
-    config.model.width_multiplier = FLAGS.width_multiplier
-    config.data = data_config(data_dir)
-    config.train.train_steps = FLAGS.train_steps
-    config.train.seed = seed
-    config.train.checkpoint_every_steps = FLAGS.train_steps
-    config.eval.every_steps = FLAGS.train_steps
-    start = time.time()
-    result = train_experiment(config, model_dir=model_dir, strategy=tf.distribute.get_strategy(),
-                              mode="train_and_eval")
-    metrics = result["eval"]
-    return {"top1": float(metrics["top1"]), "top5": float(metrics["top5"]),
-            "eval_loss": float(metrics["loss"]), "seconds": time.time() - start}
-
-
-def stats(values: list[float]) -> dict:
+def stats(runs: list[dict]) -> dict:
+    values = [r["top1"] for r in runs]
     return {"top1_mean": statistics.fmean(values),
             "top1_std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "runs": len(values)}
 
 
-def main(argv):
-    del argv
-    from autonl_tf.search import SearchCost, space_from_config
-
-    root = FLAGS.workdir or tempfile.mkdtemp(prefix="search_quality_")
-    seeds = [int(s) for s in FLAGS.seeds]
-    start = time.time()
-    data_dir = embedded_data_dir()
-    shuffled_dir = shuffled_label_copy(data_dir, root)
-    space = space_from_config(proxy_space_config(lightnl=True))
-    search_cost = SearchCost(space, FLAGS.image_size, 10, FLAGS.width_multiplier)
-    low, high = search_cost.feasible_range()
-    target = low + FLAGS.target_fraction * (high - low)
-    print(f"proxy: embedded dataset at {FLAGS.image_size} px ({FLAGS.num_train} train / "
-          f"{FLAGS.num_eval} held-out), 'proxy' space at width {FLAGS.width_multiplier:g}: "
-          f"{low:,}..{high:,} MACs, target {target:,.0f}; retraining {FLAGS.train_steps} steps, "
-          f"seeds {seeds}", flush=True)
-
-    def retrain_group(group: str, archs: list[dict]) -> list[dict]:
-        runs = []
-        for number, entry in enumerate(archs):
-            for seed in seeds:
-                model_dir = os.path.join(root, "train", f"{group}_{number}_seed{seed}")
-                run = retrain(entry["arch"], seed, data_dir, model_dir)
-                run.update(arch_index=number, seed=seed, macs=entry.get("macs"))
-                runs.append(run)
-                print(f"  {group} #{number} seed {seed}: top-1 {run['top1']:.3f} "
-                      f"({run['seconds']:.0f}s)", flush=True)
-        return runs
-
-    report = {"task": {"image_size": FLAGS.image_size, "width_multiplier": FLAGS.width_multiplier,
-                       "num_train": FLAGS.num_train, "num_eval": FLAGS.num_eval,
-                       "space": "proxy", "target_macs": target, "feasible_range": [low, high],
-                       "search_steps": FLAGS.search_steps, "train_steps": FLAGS.train_steps,
-                       "seeds": seeds}}
-    if not FLAGS.skip_sanity:
-        with_nl, without = hand_placed(space)
-        print("sanity check: a hand-placed LightNL vs none, same network otherwise", flush=True)
-        sanity_nl = retrain_group("hand_placed_lightnl",
-                                  [{"arch": with_nl, "macs": search_cost.macs(
-                                      _decisions(space, with_nl))}])
-        sanity_no = retrain_group("hand_placed_no_lightnl",
-                                  [{"arch": without, "macs": search_cost.macs(
-                                      _decisions(space, without))}])
-        report["hand_placed_lightnl"] = stats([r["top1"] for r in sanity_nl]) | {
-            "arch": with_nl}
-        report["hand_placed_no_lightnl"] = stats([r["top1"] for r in sanity_no]) | {
-            "arch": without}
-        print(f"hand-placed LightNL {100 * report['hand_placed_lightnl']['top1_mean']:.1f}% vs "
-              f"none {100 * report['hand_placed_no_lightnl']['top1_mean']:.1f}%", flush=True)
-        if FLAGS.sanity_only:
-            _write(report)
-            return 0
-
-    searches = {
-        "searched": run_search("searched", data_dir, True, target, root),
-        "no_lightnl": run_search("no_lightnl", data_dir, False, target, root),
-        "shuffled_labels": run_search("shuffled_labels", shuffled_dir, True, target, root),
-    }
-    archs = {group: [searches[group]] for group in searches}
-    archs["random"] = random_architectures(space, search_cost, target, FLAGS.num_random)
-    for group in GROUPS:
-        runs = retrain_group(group, archs[group])
-        off = [a["macs"] for a in archs[group]
-               if abs(a["macs"] - target) > FLAGS.macs_tolerance * target]
-        report[group] = stats([r["top1"] for r in runs]) | {
-            "archs": [{"arch": a["arch"], "macs": a["macs"]} for a in archs[group]],
-            "within_macs_tolerance": not off, "runs_detail": runs}
-        if group in searches:
-            report[group]["search"] = {k: v for k, v in searches[group].items() if k != "arch"}
-    report["seconds"] = time.time() - start
-
-    print(f"\ntop-1 on {FLAGS.num_eval} held-out images (mean +- std over runs; "
-          f"target {target:,.0f} MACs +-{FLAGS.macs_tolerance:.0%})")
-    print(f"{'group':<24} {'top-1':>16} {'runs':>5}  MACs")
-    for group in ([g for g in ("hand_placed_lightnl", "hand_placed_no_lightnl") if g in report]
-                  + list(GROUPS)):
-        entry = report[group]
-        macs = ", ".join(f"{a['macs']:,}" for a in entry.get("archs", []))
-        print(f"{group:<24} {100 * entry['top1_mean']:6.1f} +- {100 * entry['top1_std']:4.1f}%"
-              f" {entry['runs']:>5}  {macs}")
-    beats_random = (report["searched"]["top1_mean"]
-                    >= report["random"]["top1_mean"] + report["random"]["top1_std"])
-    beats_no_lightnl = report["searched"]["top1_mean"] > report["no_lightnl"]["top1_mean"]
-    report["searched_beats_random_by_one_std"] = beats_random
-    report["searched_beats_no_lightnl"] = beats_no_lightnl
-    print(f"searched >= random mean + 1 std: {beats_random}; searched > no_lightnl: "
-          f"{beats_no_lightnl}; {report['seconds'] / 60:.0f} min in all")
-    _write(report)
-    return 0
+def child_means(runs: list[dict]) -> dict[int, float]:
+    """{child index: mean top-1 over its seeds}."""
+    by_child: dict[int, list[float]] = {}
+    for run in runs:
+        by_child.setdefault(run["child"], []).append(run["top1"])
+    return {child: statistics.fmean(v) for child, v in by_child.items()}
 
 
-def _write(report: dict) -> None:
-    if FLAGS.output_json:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_json)), exist_ok=True)
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {FLAGS.output_json}")
+def retrain_children(group: str, children: list[dict], root: str, steps: int,
+                     seeds: list[int]) -> list[dict]:
+    jobs = [{"model_dir": os.path.join(root, "train", f"{group}_{i}_seed{s}"), "steps": steps,
+             "arch": child["arch"], "seed": s, "child": i}
+            for i, child in enumerate(children) for s in seeds]
+    runs = run_all(retrain, jobs)
+    for job, run in zip(jobs, runs, strict=True):
+        run["child"] = job["child"]
+        print(f"  {group} #{job['child']} seed {job['seed']}: top-1 {100 * run['top1']:.1f}%",
+              flush=True)
+    return runs
 
 
-def _decisions(space, arch_lines: list[str]):
+# -- ranking diagnostic ----------------------------------------------------------------------
+
+def kendall_tau(x: list[float], y: list[float]) -> float:
+    """Kendall's tau-b of two equally long lists (ties counted as neither)."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif dx * dy > 0:
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
+    return (concordant - discordant) / denominator if denominator else 0.0
+
+
+def supernet_accuracies(search_dir: str, children: list[dict]) -> list[float]:
+    """Held-out top-1 of each child inside the supernet at the end of the warm-up: the
+    checkpoint of that step restored for every child, its decisions set, BatchNorm statistics
+    re-estimated (the search's own held-out evaluator)."""
+    import tensorflow as tf
+
+    from autonl_tf import data as data_lib
     from autonl_tf.arch import decode_arch
     from autonl_tf.search import decisions_for_arch
+    from autonl_tf.search.decode import set_decisions
+    from autonl_tf.search.experiment import build_supernet, heldout_evaluator
+    from autonl_tf.search.space import space_from_config
+    from autonl_tf.training import checkpoints
 
-    return decisions_for_arch(space, decode_arch(arch_lines))
+    resolved = checkpoints.load_experiment_config(search_dir)
+    space = space_from_config(resolved.search_space)
+    strategy = tf.distribute.get_strategy()
+    supernet = build_supernet(resolved, space)
+    path = os.path.join(search_dir, f"ckpt-{int(resolved.search.warmup_steps)}")
+    cfg = data_lib.prepare(resolved.data)
+    evaluate = heldout_evaluator(
+        supernet, strategy,
+        lambda ctx: data_lib.build_train_dataset(cfg, resolved.train.batch_size, ctx),
+        lambda ctx: data_lib.build_eval_dataset(cfg, resolved.eval.batch_size, ctx),
+        None, int(resolved.search.bn_recalibration_steps))
+    accuracies = []
+    for child in children:
+        tf.train.Checkpoint(model=supernet).restore(path).expect_partial()
+        set_decisions(supernet, decisions_for_arch(space, decode_arch(child["arch"])))
+        accuracies.append(float(evaluate(supernet)["top1"]))
+    return accuracies
+
+
+# -- phases ----------------------------------------------------------------------------------
+
+def proxy_description(target: float, search_steps: int) -> dict:
+    space, cost = demo_space()
+    low, high = cost.feasible_range()
+    return {"dataset": "embedded (generated), 32 px, 3000 train / 600 held-out, 10 classes",
+            "space": "demo", "width_multiplier": WIDTH, "image_size": IMAGE_SIZE,
+            "target_macs": target, "macs_tolerance": FLAGS.macs_tolerance,
+            "feasible_range": [low, high], "train_steps": FLAGS.train_steps,
+            "retrain_recipe": "configs/demo.py, cut to train_steps",
+            "search_steps": search_steps, "seeds": [int(s) for s in FLAGS.seeds]}
+
+
+def phase_random(root: str, output: str) -> dict:
+    target, search_steps = settings()
+    proxy = proxy_description(target, search_steps)
+    space, cost = demo_space()
+    seeds = proxy["seeds"]
+    start = time.time()
+    with_nl, without = hand_placed(space, cost)
+    print(f"proxy: {json.dumps(proxy)}", flush=True)
+    report = {"proxy": proxy}
+    for name, child in (("hand_placed_lightnl", with_nl), ("hand_placed_no_lightnl", without)):
+        runs = retrain_children(name, [child], root, FLAGS.train_steps, seeds)
+        report[name] = stats(runs) | {"arch": child["arch"], "macs": child["macs"]}
+    children = random_children(space, cost, target, FLAGS.num_random)
+    runs = retrain_children("random", children, root, FLAGS.train_steps, seeds)
+    means = child_means(runs)
+    report["random"] = stats(runs) | {
+        "children": [c | {"top1_mean": means[i]} for i, c in enumerate(children)],
+        "runs_detail": runs, "best_child_top1": max(means.values())}
+    report["random_phase_seconds"] = time.time() - start
+    return report
+
+
+def phase_searches(root: str, report: dict) -> dict:
+    target, search_steps = settings()
+    proxy = proxy_description(target, search_steps)
+    if report.get("proxy") != proxy:
+        raise SystemExit("error: the random population was measured on another proxy "
+                         f"({report.get('proxy')}); run --phase=random first with these flags")
+    seeds, search_seeds = proxy["seeds"], [int(s) for s in FLAGS.search_seeds]
+    start = time.time()
+    from autonl_tf.data.embedded import ensure_embedded_dataset
+
+    data_dir = ensure_embedded_dataset("")
+    shuffled = shuffled_label_copy(data_dir, root)
+    no_lightnl_config = os.path.join(root, "search_no_lightnl.py")
+    with open(no_lightnl_config, "w") as f:
+        f.write(NO_LIGHTNL_CONFIG)
+    extras = {"searched": ("search:demo", []),
+              "shuffled_labels": ("search:demo", [
+                  f"--config.data.data_dir={shuffled}",
+                  # Shuffled labels teach the supernet nothing: go on to the decisions anyway.
+                  "--config.search.stop_if_not_learning=false"]),
+              "no_lightnl": (no_lightnl_config, [])}
+    # --quick searches are too short to learn; they check the code path.
+    quick = ["--config.search.stop_if_not_learning=false"] if FLAGS.quick else []
+    jobs = [{"model_dir": os.path.join(root, "search", f"{c}_seed{s}"), "config": extras[c][0],
+             "extra": extras[c][1] + quick, "seed": s, "target": target, "steps": search_steps,
+             "condition": c} for c in CONDITIONS for s in search_seeds]
+    os.makedirs(os.path.join(root, "search"), exist_ok=True)
+    searches = run_all(search, jobs)
+    random_means = sorted(m["top1_mean"] for m in report["random"]["children"])
+    report["percentiles"] = {}
+    for condition in CONDITIONS:
+        found = [s for job, s in zip(jobs, searches, strict=True)
+                 if job["condition"] == condition]
+        for s in found:
+            print(f"search {condition} seed {s['seed']}: {s['macs']:,} MACs "
+                  f"({100 * s['relative_error']:+.2f}%), supernet held-out top-1 "
+                  f"{100 * s['supernet_heldout_top1_after_warmup']:.1f}% after the warm-up",
+                  flush=True)
+        runs = retrain_children(condition, found, root, FLAGS.train_steps, seeds)
+        means = child_means(runs)
+        report[condition] = stats(runs) | {
+            "searches": len(found),
+            "children": [{k: v for k, v in s.items() if k != "model_dir"}
+                         | {"top1_mean": means[i]} for i, s in enumerate(found)],
+            "runs_detail": runs}
+        # Share of the random children whose mean top-1 is below the searched child's.
+        report["percentiles"][condition] = [
+            100.0 * sum(r < means[i] for r in random_means) / len(random_means)
+            for i in range(len(found))]
+    # The ranking diagnostic on every true-label search's supernet.
+    standalone = [c["top1_mean"] for c in report["random"]["children"]]
+    taus, inherited = [], []
+    for job, s in zip(jobs, searches, strict=True):
+        if job["condition"] != "searched":
+            continue
+        accuracies = supernet_accuracies(s["model_dir"], report["random"]["children"])
+        inherited.append(accuracies)
+        taus.append(kendall_tau(accuracies, standalone))
+        print(f"supernet of search seed {s['seed']}: Kendall's tau {taus[-1]:+.2f} over "
+              f"{len(standalone)} random children", flush=True)
+    report["kendall_tau"] = statistics.fmean(taus)
+    report["kendall_tau_per_search"] = taus
+    report["supernet_inherited_top1"] = inherited
+    report["searches_phase_seconds"] = time.time() - start
+    return report
+
+
+def settings() -> tuple[float, int]:
+    target, search_steps = demo_defaults()
+    return FLAGS.target_flops or target, FLAGS.search_steps or search_steps
+
+
+def tables(report: dict) -> list[dict]:
+    rows = []
+    for group in ("hand_placed_lightnl", "hand_placed_no_lightnl", "random", *CONDITIONS):
+        if group in report:
+            entry = report[group]
+            rows.append([group, f"{100 * entry['top1_mean']:.1f}",
+                         f"{100 * entry['top1_std']:.1f}", entry["runs"],
+                         entry.get("searches", "")])
+    out = [{"title": "Retrained top-1 at equal MACs (held-out, EMA weights)",
+            "columns": ["group", "top-1 mean %", "std (points)", "runs", "searches"],
+            "rows": rows}]
+    if "percentiles" in report:
+        out.append({"title": "Each searched child's percentile among the random children",
+                    "columns": ["condition", "percentiles"],
+                    "rows": [[c, ", ".join(f"{p:.0f}" for p in v)]
+                             for c, v in report["percentiles"].items()]})
+    return out
+
+
+def print_report(report: dict) -> None:
+    for table in tables(report):
+        print(f"\n{table['title']}")
+        print(" | ".join(table["columns"]))
+        for row in table["rows"]:
+            print(" | ".join(str(x) for x in row))
+    if "kendall_tau" in report:
+        print(f"Kendall's tau (supernet at the end of the warm-up vs standalone, random "
+              f"children): {report['kendall_tau']:+.2f} (per search: "
+              f"{', '.join(f'{t:+.2f}' for t in report['kendall_tau_per_search'])})")
+
+
+def main(argv):
+    del argv
+    if FLAGS.quick:
+        FLAGS.train_steps, FLAGS.search_steps, FLAGS.num_random = 60, 120, 3
+        FLAGS.seeds, FLAGS.search_seeds = ["0"], ["0"]
+    root = FLAGS.workdir or tempfile.mkdtemp(prefix="search_quality_")
+    os.makedirs(root, exist_ok=True)
+    output = FLAGS.output_json or (os.path.join(root, "search_quality.json") if FLAGS.quick
+                                   else os.path.join(record.RESULTS_DIR, "search_quality.json"))
+    phases = ["random", "searches"] if FLAGS.quick else [FLAGS.phase]
+    report: dict = {}
+    for phase in phases:
+        if phase == "random":
+            report = phase_random(root, output)
+            report["commands"] = {"random": record.command_line()}
+        else:
+            if not report:
+                with open(output) as f:
+                    report = json.load(f)
+                for key in ("benchmark", "command", "date", "machine", "tables", "summary"):
+                    report.pop(key, None)
+            report = phase_searches(root, report)
+            report.setdefault("commands", {})["searches"] = record.command_line()
+        print_report(report)
+        summary = ("The search under the demo's MACs target against random children at the same "
+                   "MACs, on the demo task with a short retraining.")
+        record.write_result("search_quality", report, path=output)
+        print(f"wrote {output} ({summary})", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -29,16 +29,18 @@ architecture format written by the search has no tokens for them.
 
 Variants: 'autonl' (default; the MobileNetV2-like macro of Single-Path NAS with SE searched in
 the last stages; it contains AutoNL-S and AutoNL-L, see `autonl_tf.search.decisions_for_arch`),
-'single_path' (the same macro without SE, as in Single-Path NAS) and 'tiny' (two blocks per
-searchable stage, SE fixed at 1/2 from the 80-channel stage on; what the demo and tests use) and
-'proxy' (the first stages only, output stride 8: benchmarks/search_quality.py).
+'single_path' (the same macro without SE, as in Single-Path NAS), 'tiny' (two blocks per
+searchable stage, SE fixed at 1/2 from the 80-channel stage on; small graphs for the tests) and
+'demo' (the macro's stages that still see space at 32 px: output stride 16, stages 16/24/40/80
+with two blocks each, LightNL candidates on the 8x8 and 4x4 maps, SE searched in the last stage;
+the demo search and benchmarks/search_quality.py).
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-VARIANTS = ("autonl", "single_path", "tiny", "proxy", "demo")
+VARIANTS = ("autonl", "single_path", "tiny", "demo")
 
 
 def _stage(filters, repeats, stride, **overrides):
@@ -60,12 +62,6 @@ def get_config(variant: str = "autonl") -> ml_collections.ConfigDict:
         # the 80-channel stage.
         return _space([_fixed(16, 1, kernel=3, expand=1), _stage(24, 2, 2), _stage(40, 2, 2),
                        _stage(80, 2, 2, se_ratios=(0.0, 0.25, 0.5), lightnl=False)])
-    if variant == "proxy":
-        # The macro's first stages only (output stride 8, no SE): convolutions that reach a
-        # limited neighbourhood, for benchmarks/search_quality.py at 64 px, where the label of
-        # the embedded dataset depends on two tokens at least 32 px apart.
-        return _space([_fixed(16, 1, kernel=3, expand=1), _stage(24, 2, 2), _stage(40, 3, 2),
-                       _stage(80, 2, 1)])
     repeats = 2 if variant == "tiny" else 4
     if variant == "autonl":
         # SE searched (none, 1/4, 1/2) where the published networks use it: AutoNL-S puts SE 1/4
