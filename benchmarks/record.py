@@ -104,10 +104,11 @@ class Table:
                 if cell is not None and not isinstance(cell, (str, int, float)):
                     raise ValueError(f"{where}: row {i} holds a {type(cell).__name__} "
                                      f"({cell!r}); cells are str, int, float, bool or None")
-        for spec, column in zip(self.formats, self.columns, strict=True):
+        for spec, column in zip(self.formats or [""] * len(self.columns), self.columns,
+                                strict=True):
             if spec:
                 try:
-                    format(1.0, spec)
+                    format_cell(1, spec), format_cell(1.5, spec)
                 except ValueError:
                     raise ValueError(f"{where}: column {column!r} has the format {spec!r}, "
                                      "not a Python format spec for numbers") from None
@@ -145,6 +146,8 @@ def format_cell(value: Cell, spec: str = "") -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return "-"
     if spec:
+        if isinstance(value, float) and spec[-1] in "bdoxX":
+            value = round(value)  # an integer format ("d", ",d") of a float
         return format(value, spec)
     if isinstance(value, int):
         return str(value)
@@ -214,6 +217,16 @@ def first_paragraph(docstring: str | None) -> str:
     return " ".join(paragraph.split())
 
 
+def _benchmark_docstring() -> str:
+    """The first paragraph of the running program's docstring when it is a script under
+    benchmarks/ (else "": a test or another program says nothing about a benchmark)."""
+    main = sys.modules.get("__main__")
+    script = os.path.abspath(getattr(main, "__file__", None) or "")
+    if os.path.dirname(script) != os.path.dirname(os.path.abspath(__file__)):
+        return ""
+    return first_paragraph(main.__doc__)
+
+
 def write_result(name: str, payload: dict | None = None, *, tables: Sequence[Table] = (),
                  summary: str | None = None, about: str | None = None,
                  path: str | None = None, argv: list[str] | None = None) -> str:
@@ -225,7 +238,7 @@ def write_result(name: str, payload: dict | None = None, *, tables: Sequence[Tab
       tables: what docs/benchmarks.md shows of this result, in order.
       summary: what the run found, in a sentence or two.
       about: what the benchmark measures; default: the first paragraph of the docstring of
-        the program being run (``__main__``).
+        the benchmark being run (``__main__``, a script under benchmarks/).
       path: another destination (e.g. a benchmark's ``--output_json``).
       argv: the command line (default ``sys.argv``).
 
@@ -241,7 +254,7 @@ def write_result(name: str, payload: dict | None = None, *, tables: Sequence[Tab
         if not isinstance(table, Table):
             raise TypeError(f"{name}: tables holds a {type(table).__name__}; pass record.Table")
     if about is None:
-        about = first_paragraph(getattr(sys.modules.get("__main__"), "__doc__", None))
+        about = _benchmark_docstring()
     record = {"benchmark": name, "command": command_line(argv),
               "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "machine": machine(), "about": about}
