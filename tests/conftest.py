@@ -58,6 +58,29 @@ def pytest_configure(config):
         pass
 
 
+# The test files of the fast tier that take the most CPU, heaviest first (CPU-s measured on 2
+# cores: export_tflite 34 with the demo model's training, data_pipeline 18, export_saved_model
+# 13, models 11, training_evaluation 11 with the tiny training run, export_metadata 7,
+# export_cli 9 (after the first user of the tiny run, so that it seldom waits for it), profile
+# 7; the other files 5 or less). pytest-xdist's loadfile distribution
+# hands files to whichever worker is free, in collection order: longest first, the workers end
+# together instead of one finishing an export file alone (on 2 cores 86 vs 66 CPU-s of work).
+# Only the balance depends on this list, never a result.
+HEAVY_FILES_FIRST = ("test_export_tflite.py", "test_data_pipeline.py", "test_export_saved_model.py",
+                     "test_models.py", "test_training_evaluation.py", "test_export_metadata.py",
+                     "test_export_cli.py", "test_profile.py", "test_search_supernet.py",
+                     "test_numerics.py", "test_bad_data.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the files of `HEAVY_FILES_FIRST` first, in its order (stable sort:
+    the tests of a file keep their order, the other files theirs)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    rank = {name: i for i, name in enumerate(HEAVY_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def _built_once(tmp_path_factory, name: str, build: Callable[[pathlib.Path], None]
                 ) -> pathlib.Path:
     """A directory that ``build`` fills once per test run, for session fixtures whose product
@@ -136,12 +159,26 @@ def demo_model(tmp_path_factory):
     """`autonl_tf.export.testing.train_demo_model` at 32 px (60 steps), trained once per run
     (~13 CPU-s, nearly all of it tracing the training step) and loaded from its weights: the
     trained network the export tests convert; do not change its weights."""
+    import numpy as np
+
     from autonl_tf.export import testing
 
     def build(path: pathlib.Path) -> None:
-        testing.train_demo_model(32).save_weights(path / "demo.weights.h5")
+        np.savez(path / "weights.npz", *testing.train_demo_model(32).get_weights())
 
     path = _built_once(tmp_path_factory, "demo_model", build)
     model = testing.build_demo_model(32)
-    model.load_weights(path / "demo.weights.h5")
+    with np.load(path / "weights.npz") as weights:
+        model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
     return model
+
+
+@pytest.fixture(scope="session")
+def small_classifier():
+    """A one-block network (32 px in, 10 classes out), untrained: for the export tests whose
+    subject is how the export writes its files, not the network (an export of it costs ~1 CPU-s,
+    of `demo_model` ~3)."""
+    from autonl_tf.models import build_model, resolve_model_spec
+
+    return build_model(resolve_model_spec("r1_k3_s11_e1_i32_o16_sw"), num_classes=10,
+                       image_size=32)
