@@ -10,6 +10,9 @@ median ratio.
 
     python benchmarks/first_step.py                    # tiny space, 32 px, width 0.25 (~2 min)
     python benchmarks/first_step.py --space=autonl --image_size=64 --width_multiplier=0.5
+
+The results go to benchmarks/results/first_step.json (``--output_json``), rendered into
+docs/benchmarks.md by scripts/render_benchmarks.py.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import record  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("space", "tiny", ["autonl", "single_path", "tiny"],
                   "autonl_tf/search/spaces.py variant.")
@@ -30,6 +35,8 @@ flags.DEFINE_integer("image_size", 32, "Input resolution (multiple of 32).")
 flags.DEFINE_float("width_multiplier", 0.25, "Channel multiplier.")
 flags.DEFINE_integer("batch_size", 8, "Images per step.")
 flags.DEFINE_integer("rounds", 3, "Rounds; each builds and times one supernet per loop.")
+flags.DEFINE_string("output_json", None, "Where the results go (default "
+                    "benchmarks/results/first_step.json).")
 
 
 def _supernet(space, seed: int = 0):
@@ -107,7 +114,24 @@ def main(argv: list[str]) -> None:
           f"{FLAGS.batch_size}: first 2-step chunk (trace + graph optimisation + run), median "
           f"of {FLAGS.rounds}: driver {once:.1f} s, step written twice {twice:.1f} s, ratio "
           f"{once / twice:.2f}x (load average {os.getloadavg()[0]:.1f})")
-
+    medians = dict(zip(loops, (once, twice), strict=True))
+    table = record.Table(
+        title=f"First 2-step chunk of a search: {FLAGS.space} space, {FLAGS.image_size} px, "
+              f"width {FLAGS.width_multiplier:g}, batch {FLAGS.batch_size}",
+        columns=["training loop", "seconds (median)", "x step written twice", "every round (s)"],
+        rows=[[name, medians[name], medians[name] / twice,
+               ", ".join(f"{t:.1f}" for t in times[name])] for name in loops],
+        formats=["", ".1f", ".2f", ""],
+        notes=f"Tracing + graph optimisation + the two steps of a freshly built supernet (same "
+              f"seed), median of {FLAGS.rounds} rounds alternating which loop goes first.")
+    summary = (f"The driver's loop reaches the end of the first 2-step chunk in {once / twice:.2f}x "
+               "the time of the loop that writes the step twice.")
+    path = record.write_result(
+        "first_step", {"settings": {name: getattr(FLAGS, name) for name in (
+            "space", "image_size", "width_multiplier", "batch_size", "rounds")},
+            "seconds": times, "ratio": once / twice},
+        tables=[table], summary=summary, path=FLAGS.output_json)
+    print(f"wrote {path}")
 
 if __name__ == "__main__":
     app.run(main)

@@ -9,6 +9,9 @@ with that margin, if it had the cores to itself; both compete for the same cores
 
     python benchmarks/input_pipeline.py                 # ~2-3 min on 2 CPU cores
     python benchmarks/input_pipeline.py --num_images=1024 --pipeline_batches=40 --train_steps=10
+
+The results go to benchmarks/results/input_pipeline.json (``--output_json``), rendered into
+docs/benchmarks.md by scripts/render_benchmarks.py.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
 import io  # noqa: E402
 import logging  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -29,6 +35,7 @@ from PIL import Image  # noqa: E402
 
 from autonl_tf import data  # noqa: E402
 from autonl_tf.data import writer  # noqa: E402
+from benchmarks import record  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 256, "JPEG images written to the temporary TFRecords.")
@@ -40,6 +47,8 @@ flags.DEFINE_integer("pipeline_batches", 12, "Timed batches per train pipeline v
 flags.DEFINE_integer("train_steps", 5, "Timed training steps.")
 flags.DEFINE_string("model", "autonl_s", "Model name for build_named_model.")
 flags.DEFINE_string("dtype", "float32", "Pipeline output dtype (float32 | bfloat16).")
+flags.DEFINE_string("output_json", None, "Where the results go (default "
+                    "benchmarks/results/input_pipeline.json).")
 
 
 def realistic_jpeg(rng: np.random.Generator, height: int, width: int) -> bytes:
@@ -136,7 +145,30 @@ def main(argv):
     print(f"{FLAGS.model + ' training step':36s} {step:10.1f} {'':>14s}")
     for name, rate in pipelines.items():
         print(f"{name:36s} {rate:10.1f} {rate / step:13.2f}x")
-
+    table = record.Table(
+        title=f"Input pipeline vs {FLAGS.model} training step, {FLAGS.image_size} px, batch "
+              f"{FLAGS.batch_size}, pipeline dtype {FLAGS.dtype}",
+        columns=["stage", "images/s", "pipeline / step"],
+        rows=[[f"{FLAGS.model} training step", step, None]]
+        + [[name, rate, rate / step] for name, rate in pipelines.items()],
+        formats=["", ".1f", ".2f"],
+        notes=f"{FLAGS.num_images} synthetic {FLAGS.image_width}x{FLAGS.image_height} JPEGs "
+              f"(mean {kilobytes:.0f} KB) in TFRecords; {FLAGS.pipeline_batches} timed batches "
+              f"per train pipeline, {FLAGS.train_steps} timed training steps (train_on_batch on "
+              "a fixed batch). Above 1, the pipeline can feed the step with that margin if it "
+              "had the cores to itself; both share the same cores here.")
+    slowest = min(pipelines, key=pipelines.get)
+    summary = (f"The slowest train pipeline ({slowest}) delivers {pipelines[slowest] / step:.2f}x "
+               f"the images/s the {FLAGS.model} training step consumes on {cores} CPU cores.")
+    settings = {name: getattr(FLAGS, name) for name in (
+        "num_images", "image_height", "image_width", "image_size", "batch_size",
+        "pipeline_batches", "train_steps", "model", "dtype")}
+    path = record.write_result(
+        "input_pipeline", {"settings": settings, "mean_jpeg_kb": kilobytes,
+                           "training_step_images_per_second": step,
+                           "pipeline_images_per_second": pipelines},
+        tables=[table], summary=summary, path=FLAGS.output_json)
+    print(f"wrote {path}")
 
 if __name__ == "__main__":
     app.run(main)

@@ -13,6 +13,9 @@ TensorFlow once); AUTONL_FRESH_PROCESSES=1 starts each in a fresh interpreter (1
 2026-12-02, seed 0: 0 of the 10 kills landed inside a save with the server, 2 with fresh
 interpreters; seeds 1 and 2 with the server: 2 each.
     python benchmarks/kill_drill.py --num_kills=3 --seed=1
+
+The results go to benchmarks/results/kill_drill.json (``--output_json``), rendered into
+docs/benchmarks.md by scripts/render_benchmarks.py.
 """
 
 from __future__ import annotations
@@ -21,16 +24,23 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
+import sys  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
 from autonl_tf.training import testing  # noqa: E402
+from benchmarks import record  # noqa: E402
 
 flags.DEFINE_integer("num_kills", 10, "SIGKILLs before the final run.")
 flags.DEFINE_integer("seed", 0, "Seed of the kill moments.")
 flags.DEFINE_integer("train_steps", 600, "Steps of the whole (interrupted) run.")
 flags.DEFINE_float("max_delay_s", 2.5, "Kill up to this many seconds after training starts.")
+flags.DEFINE_string("output_json", None, "Where the results go (default "
+                    "benchmarks/results/kill_drill.json).")
 FLAGS = flags.FLAGS
 
 
@@ -44,6 +54,7 @@ def main(argv):
     args = ["--config=demo", f"--model_dir={model_dir}", *testing.to_flags(
         testing.tiny_overrides(data_dir, FLAGS.train_steps, train__checkpoint_every_steps=2,
                                train__log_every_steps=2, train__max_checkpoints_to_keep=3))]
+    start = time.perf_counter()
     records = testing.kill_drill(args, model_dir, FLAGS.num_kills, seed=FLAGS.seed,
                                  max_delay_s=FLAGS.max_delay_s, log_dir=root)
     for r in records:
@@ -54,6 +65,27 @@ def main(argv):
     print(f"{len(records)} kills ({during_saves} inside a checkpoint save): every rerun resumed "
           f"from the last complete checkpoint, the final run reached step {FLAGS.train_steps}, "
           f"no _temp directory left (logs in {root})")
+    seconds = time.perf_counter() - start
+    table = record.Table(
+        title=f"{len(records)} SIGKILLs of a training run (tiny network, checkpoint every 2 "
+              f"steps, {FLAGS.train_steps} steps), seed {FLAGS.seed}",
+        columns=["kill", "last complete checkpoint step", "interrupted saves left",
+                 "rerun resumed at step"],
+        rows=[[r["kill"] + 1, r["checkpoint_step"], ", ".join(r["temp_dirs"]) or "none",
+               r["resumed_step"]] for r in records],
+        notes=f"Each kill lands up to {FLAGS.max_delay_s:g} s after training starts; every rerun "
+              "must resume from the last complete checkpoint and remove the _temp directories "
+              "of interrupted saves (autonl_tf.training.testing.kill_drill).")
+    summary = (f"{len(records)} kills ({during_saves} inside a checkpoint save): every rerun "
+               f"resumed from the last complete checkpoint and the final run reached step "
+               f"{FLAGS.train_steps}, in {seconds:.0f} s.")
+    path = record.write_result(
+        "kill_drill", {"settings": {"num_kills": FLAGS.num_kills, "seed": FLAGS.seed,
+                                    "train_steps": FLAGS.train_steps,
+                                    "max_delay_s": FLAGS.max_delay_s},
+                       "seconds": seconds, "kills": records},
+        tables=[table], summary=summary, path=FLAGS.output_json)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

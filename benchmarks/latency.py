@@ -6,11 +6,16 @@ MAC relative to MobileNetV2 shows how well each network's MACs turn into speed o
 
     python benchmarks/latency.py               # 224 px, 1000 classes
     python benchmarks/latency.py --image_size=160 --runs=30
+
+The results go to benchmarks/results/latency.json (``--output_json``), rendered into
+docs/benchmarks.md by scripts/render_benchmarks.py.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
 
 import keras
@@ -18,15 +23,22 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-import autonl_tf  # noqa: F401  (quiet TensorFlow logs)
-from autonl_tf.graph_profile import graph_profiler_macs
-from autonl_tf.models import build_model, resolve_model_spec
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import autonl_tf  # noqa: F401, E402  (quiet TensorFlow logs)
+from autonl_tf.graph_profile import graph_profiler_macs  # noqa: E402
+from autonl_tf.models import build_model, resolve_model_spec  # noqa: E402
+from benchmarks import record  # noqa: E402
+
+REFERENCE = "mobilenet_v2"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("image_size", 224, "Input resolution.")
 flags.DEFINE_integer("runs", 50, "Timed runs per model (the median is reported).")
 flags.DEFINE_integer("warmup", 5, "Untimed runs per model.")
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds over all models (reduces drift).")
+flags.DEFINE_string("output_json", None, "Where the results go (default "
+                    "benchmarks/results/latency.json).")
 
 
 def candidates(size: int) -> dict[str, tuple[keras.Model, int]]:
@@ -61,15 +73,42 @@ def main(argv):
                 fn(image).numpy()
                 times[name].append(time.perf_counter() - start)
     median = {name: statistics.median(t) for name, t in times.items()}
-    ref_time, ref_macs = median["mobilenet_v2"], models["mobilenet_v2"][1]
-    print(f"batch-1 CPU latency, {size}px, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'}"
+    ref_time, ref_macs = median[REFERENCE], models[REFERENCE][1]
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
+    print(f"batch-1 CPU latency, {size}px, {threads}"
           f" threads, median of {FLAGS.runs} runs")
     print(f"{'model':<16} {'MMACs':>8} {'ms':>8} {'x MobileNetV2':>14} {'ms/MAC vs MBv2':>15}")
+    rows, figures = [], {}
     for name, (_, macs) in models.items():
         ratio = median[name] / ref_time
         per_mac = (median[name] / macs) / (ref_time / ref_macs)
         print(f"{name:<16} {macs / 1e6:8.1f} {median[name] * 1e3:8.2f} {ratio:14.2f} {per_mac:15.2f}")
-
+        rows.append([name, macs / 1e6, median[name] * 1e3, ratio, per_mac])
+        figures[name] = {"macs": int(macs), "median_ms": median[name] * 1e3,
+                         "ratio_to_reference": ratio, "per_mac_ratio_to_reference": per_mac,
+                         "times_ms": [t * 1e3 for t in times[name]]}
+    timed = len(times[REFERENCE])
+    summary = (f"AutoNL-S takes {median['autonl_s'] / ref_time:.2f}x and AutoNL-L "
+               f"{median['autonl_l'] / ref_time:.2f}x the batch-1 latency of MobileNetV2 at "
+               f"{size} px (TensorFlow graph, no XLA); EfficientNet-B0 "
+               f"{median['efficientnet_b0'] / ref_time:.2f}x.")
+    table = record.Table(
+        title=f"Batch-1 latency, {size} px, TensorFlow graph (tf.function, no XLA), "
+              f"{threads} intra-op threads",
+        columns=["model", "MMACs", "ms (median)", "x MobileNetV2", "ms/MAC vs MobileNetV2"],
+        rows=rows, formats=["", ".1f", ".2f", ".2f", ".2f"],
+        notes=f"Median of {timed} timed runs per model in {FLAGS.rounds} interleaved rounds "
+              f"after {FLAGS.warmup} untimed warm-up run(s); random weights. AutoNL MACs are "
+              "analytic "
+              "(autonl_tf.cost), the keras.applications baselines' come from TensorFlow's "
+              "profiler.")
+    path = record.write_result(
+        "latency", {"settings": {"image_size": size, "runs": FLAGS.runs, "warmup": FLAGS.warmup,
+                                 "rounds": FLAGS.rounds, "intra_op_threads": threads,
+                                 "reference": REFERENCE},
+                    "models": figures},
+        tables=[table], summary=summary, path=FLAGS.output_json)
+    print(f"wrote {path}")
 
 if __name__ == "__main__":
     app.run(main)

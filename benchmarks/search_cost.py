@@ -7,6 +7,9 @@ updated), same batch, same process, alternating rounds, and prints the ratio.
     python benchmarks/search_cost.py                              # autonl space, 64 px, width 0.5
     python benchmarks/search_cost.py --space=tiny --image_size=32 --width_multiplier=0.25
     python benchmarks/search_cost.py --jit_compile                # XLA (TPU/GPU stand-in)
+
+The results go to benchmarks/results/search_cost.json (``--output_json``), rendered into
+docs/benchmarks.md by scripts/render_benchmarks.py.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import record  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("space", "autonl", ["autonl", "single_path", "tiny"],
                   "autonl_tf/search/spaces.py variant.")
@@ -30,6 +35,8 @@ flags.DEFINE_integer("batch_size", 32, "Images per step.")
 flags.DEFINE_integer("steps", 10, "Timed steps per round.")
 flags.DEFINE_integer("rounds", 3, "Alternating timing rounds (median reported).")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile both training steps.")
+flags.DEFINE_string("output_json", None, "Where the results go (default "
+                    "benchmarks/results/search_cost.json).")
 
 
 def _time_steps(model, images, labels, steps: int) -> float:
@@ -89,7 +96,30 @@ def main(argv):
     print(f"largest child train step {1e3 * child_step:8.1f} ms")
     print(f"search_cost_ratio {supernet_step / child_step:.2f}  (supernet step / largest-child "
           "step; the search costs about this many training runs of the same length)")
-
+    setting = (f"space {FLAGS.space} ({space.num_decisions} decisions, {len(space.blocks)} "
+               f"blocks), {size} px, width {width:g}, batch {FLAGS.batch_size}, XLA "
+               f"{'on' if FLAGS.jit_compile else 'off'}")
+    table = record.Table(
+        title=f"Supernet training step vs the largest child's: {setting}",
+        columns=["training step", "ms/step (median)", "x largest child", "first 2 steps (s)"],
+        rows=[["supernet (cross-entropy + cost term, weights and thresholds)",
+               1e3 * supernet_step, supernet_step / child_step, supernet_compile],
+              [f"largest child ({high / 1e6:.3f}M MACs; cross-entropy, weights)",
+               1e3 * child_step, 1.0, child_compile]],
+        formats=["", ".1f", ".2f", ".1f"],
+        notes=f"Median over {FLAGS.rounds} alternating rounds of {FLAGS.steps} steps each, same "
+              "batch, same process; the first 2 steps (tracing, compilation) are timed apart.")
+    summary = (f"A supernet step costs {supernet_step / child_step:.2f}x a step of the largest "
+               "child: the search costs about that many training runs of the same length.")
+    path = record.write_result(
+        "search_cost", {"settings": {name: getattr(FLAGS, name) for name in (
+            "space", "image_size", "width_multiplier", "num_classes", "batch_size", "steps",
+            "rounds", "jit_compile")},
+            "largest_child_macs": int(high), "supernet_step_s": supernet_times,
+            "child_step_s": child_times, "supernet_first_steps_s": supernet_compile,
+            "child_first_steps_s": child_compile, "search_cost_ratio": supernet_step / child_step},
+        tables=[table], summary=summary, path=FLAGS.output_json)
+    print(f"wrote {path}")
 
 if __name__ == "__main__":
     app.run(main)

@@ -7,6 +7,10 @@ Each search's model dir (arch.txt, search_summary.json, search.png) is kept unde
 
     python benchmarks/search_targets.py                       # 60% and 85%, 240 steps each
     python benchmarks/search_targets.py --fractions=0.5,0.7,0.9 --seeds=0,1 --steps=480
+
+The results go to benchmarks/results/search_targets.json (``--output_json``), rendered into
+docs/benchmarks.md by scripts/render_benchmarks.py; the rows also go to
+<output_dir>/search_targets.json beside the searches' model dirs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import record  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("fractions", ["0.6", "0.85"], "Targets as fractions of the largest child.")
 flags.DEFINE_list("seeds", ["0"], "Weight-initialisation seeds (one search per seed/target).")
@@ -28,6 +34,8 @@ flags.DEFINE_integer("steps", 240, "Search steps (batch 32).")
 flags.DEFINE_string("output_dir", None, "Where the searches' model dirs go (default: a temp "
                     "dir).")
 flags.DEFINE_float("tolerance", 0.05, "Relative error counted as on target.")
+flags.DEFINE_string("output_json", None, "Where the results go (default "
+                    "benchmarks/results/search_targets.json).")
 
 
 def main(argv):
@@ -73,8 +81,30 @@ def main(argv):
     print(f"within {FLAGS.tolerance:.0%} of target: {hits}/{len(rows)}")
     with open(os.path.join(output_dir, "search_targets.json"), "w") as f:
         json.dump(rows, f, indent=2)
+    table = record.Table(
+        title=f"Demo searches aimed at fractions of the largest child ({high:,} MACs): tiny "
+              f"space, {base.data.image_size} px, width {base.model.width_multiplier:g}, "
+              f"{FLAGS.steps} steps",
+        columns=["target (x largest)", "seed", "target MACs", "found MACs", "error",
+                 "on target", "seconds"],
+        rows=[[r["fraction"], r["seed"], r["target_macs"], r["macs"], r["relative_error"],
+               abs(r["relative_error"]) <= FLAGS.tolerance, r["seconds"]] for r in rows],
+        formats=[".0%", "", ",.0f", ",d", "+.2%", "", ".0f"],
+        notes=f"MACs of the decoded arch.txt of each search (search_main.py's program, "
+              f"embedded dataset); on target: within {FLAGS.tolerance:.0%}.")
+    summary = (f"{hits} of {len(rows)} searches ended within {FLAGS.tolerance:.0%} of their "
+               "MACs target.")
+    settings = {"fractions": [float(f) for f in FLAGS.fractions],
+                "seeds": [int(s) for s in FLAGS.seeds], "steps": FLAGS.steps,
+                "tolerance": FLAGS.tolerance}
+    # The model dirs are temporary by default: the file keeps everything else of each row.
+    path = record.write_result(
+        "search_targets", {"settings": settings, "feasible_range": [int(low), int(high)],
+                           "searches": [{k: v for k, v in r.items() if k != "model_dir"}
+                                        for r in rows]},
+        tables=[table], summary=summary, path=FLAGS.output_json)
+    print(f"wrote {path}")
     return 0 if hits == len(rows) else 1
-
 
 if __name__ == "__main__":
     app.run(main)

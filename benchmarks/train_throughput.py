@@ -13,7 +13,9 @@ the model was built on CPU.
     python benchmarks/train_throughput.py --tpu=local --image_size=224 --batch_size=1024 \
         --steps=200 --warmup_steps=50 --use_bfloat16            # a TPU VM
 
-Images/s are printed as ratios to MobileNetV2 (keras.applications).
+Images/s are printed as ratios to MobileNetV2 (keras.applications). The results go to
+benchmarks/results/train_throughput.json (``--output_json``), rendered into docs/benchmarks.md
+by scripts/render_benchmarks.py.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from absl import app, flags  # noqa: E402
+
+from benchmarks import record  # noqa: E402
 
 MODELS = {
     "autonl_s": "AutoNL-S",
@@ -56,6 +60,8 @@ flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
 flags.DEFINE_string("tpu", None, "TPU name or 'local' (TPU VM).")
 flags.DEFINE_integer("num_gpus", None, "Use at most this many GPUs (default all).")
 flags.DEFINE_integer("timeout", 900, "Seconds allowed per model.")
+flags.DEFINE_string("output_json", None, "Where the results go (default "
+                    "benchmarks/results/train_throughput.json).")
 flags.DEFINE_string("worker_model", None, "Internal: benchmark one model in this process.")
 flags.DEFINE_string("result_file", None, "Internal: where the worker writes its JSON result.")
 
@@ -184,21 +190,55 @@ def _run_worker(name: str) -> dict:
         os.unlink(result_file)
 
 
-def _table(results: list[dict]) -> str:
+def _memory_column(results: list[dict]) -> tuple[str, str]:
+    """(result key, column title) of the memory figure: GPU peak where measured, else RSS."""
+    if any("peak_gpu_mib" in r for r in results):
+        return "peak_gpu_mib", "peak GPU MiB"
+    return "peak_rss_growth_mib", "peak RSS +MiB"
+
+
+def _ratio(result: dict, results: list[dict]) -> float | None:
     baseline = next((r for r in results if r["model"] == BASELINE), None)
-    memory_key = "peak_gpu_mib" if any("peak_gpu_mib" in r for r in results) \
-        else "peak_rss_growth_mib"
-    memory_title = "peak GPU MiB" if memory_key == "peak_gpu_mib" else "peak RSS +MiB"
+    return result["images_per_second"] / baseline["images_per_second"] if baseline else None
+
+
+def _table(results: list[dict]) -> str:
+    memory_key, memory_title = _memory_column(results)
     header = (f"{'model':<38} {'params':>9} {'img/s':>9} {'vs MNv2':>8} {'ms/step':>9} "
               f"{memory_title:>14}")
     lines = [header, "-" * len(header)]
     for r in results:
-        ratio = r["images_per_second"] / baseline["images_per_second"] if baseline else None
+        ratio = _ratio(r, results)
         lines.append(
             f"{MODELS[r['model']]:<38} {r['params'] / 1e6:>8.2f}M {r['images_per_second']:>9.1f} "
             f"{(f'{ratio:.2f}x' if ratio else '-'):>8} {r['step_ms']:>9.1f} "
             f"{r.get(memory_key, float('nan')):>14.0f}")
     return "\n".join(lines)
+
+
+def _write_result(results: list[dict], setting: str) -> str:
+    """benchmarks/results/train_throughput.json: the table above and every worker's figures."""
+    memory_key, memory_title = _memory_column(results)
+    ratios = {r["model"]: _ratio(r, results) for r in results}
+    table = record.Table(
+        title=f"Training throughput: {setting}",
+        columns=["model", "params (M)", "images/s", "x MobileNetV2", "ms/step", memory_title],
+        rows=[[MODELS[r["model"]], r["params"] / 1e6, r["images_per_second"],
+               ratios[r["model"]], r["step_ms"], r.get(memory_key)] for r in results],
+        formats=["", ".2f", ".1f", ".2f", ".1f", ".0f"],
+        notes=f"Images/s over {FLAGS.steps} timed steps after {FLAGS.warmup_steps} untimed ones, "
+              "each model in its own process, trained by autonl_tf.training.driver.fit on one "
+              "synthetic in-memory batch; ratio to MobileNetV2 (keras.applications) of the "
+              "same run.")
+    found = [f"{MODELS[name]} {ratio:.2f}x" for name, ratio in ratios.items()
+             if ratio is not None and name != BASELINE]
+    summary = ("Training images/s relative to MobileNetV2 (keras.applications): "
+               + ", ".join(found) + "." if found else None)
+    settings = {name: getattr(FLAGS, name) for name in (
+        "models", "image_size", "batch_size", "num_classes", "warmup_steps", "steps",
+        "steps_per_loop", "use_bfloat16", "jit_compile", "tpu", "num_gpus")}
+    return record.write_result("train_throughput", {"settings": settings, "results": results},
+                               tables=[table], summary=summary, path=FLAGS.output_json)
 
 
 def main(argv):
@@ -218,12 +258,16 @@ def main(argv):
         print(f"{MODELS[name]}: {results[-1]['images_per_second']:.1f} img/s "
               f"({time.time() - start:.0f} s)", flush=True)
     first = results[0]
+    setting = (f"{FLAGS.image_size}x{FLAGS.image_size} px, global batch {FLAGS.batch_size}, "
+               f"{'mixed_bfloat16' if FLAGS.use_bfloat16 else 'float32'}, XLA "
+               f"{'on' if first['xla'] else 'off'}, {first['device']} x{first['replicas']}")
     print(f"\nTraining throughput: {FLAGS.image_size}x{FLAGS.image_size} px, global batch "
           f"{FLAGS.batch_size}, {FLAGS.steps} timed steps after {FLAGS.warmup_steps} warm-up, "
           f"{'mixed_bfloat16' if FLAGS.use_bfloat16 else 'float32'}, XLA "
           f"{'on' if first['xla'] else 'off'}, {first['device']} x{first['replicas']}; "
           f"recipe: TF1 RMSProp, label smoothing, L2, EMA\n")
     print(_table(results))
+    print(f"wrote {_write_result(results, setting)}")
 
 
 if __name__ == "__main__":

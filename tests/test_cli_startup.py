@@ -51,6 +51,7 @@ def test_answered_without_loading_tensorflow(tmp_path, args, code, message):
     assert not (tmp_path / "m").exists() and not (tmp_path / "e").exists()
 
 
+@pytest.mark.slow  # a fresh interpreter that imports TensorFlow: ~7 CPU-s
 def test_a_run_that_passes_the_checks_loads_tensorflow_quietly(tmp_path):
     """The other side: once the flags are fine TensorFlow is loaded (here to find that the
     model dir holds nothing to export), without its CUDA-probe start-up lines."""

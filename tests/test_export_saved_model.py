@@ -196,7 +196,7 @@ def _previous_export(path: pathlib.Path) -> None:
     (path / "sentinel.txt").write_text("keep me")
 
 
-def test_failed_save_leaves_nothing_and_keeps_a_previous_export(demo_model, tmp_path,
+def test_failed_save_leaves_nothing_and_keeps_a_previous_export(small_classifier, tmp_path,
                                                                 monkeypatch):
     fresh, previous = tmp_path / "fresh", tmp_path / "previous"
     _previous_export(previous)
@@ -208,7 +208,7 @@ def test_failed_save_leaves_nothing_and_keeps_a_previous_export(demo_model, tmp_
     monkeypatch.setattr(saved_model_lib.tf.saved_model, "save", failing_save)
     for target in (fresh, previous):
         with pytest.raises(OSError, match="simulated"):
-            export_saved_model(demo_model, str(target), image_size=IMAGE_SIZE)
+            export_saved_model(small_classifier, str(target), image_size=IMAGE_SIZE)
 
     assert not fresh.exists()
     assert (previous / "saved_model.pb").read_bytes() == b"previous"
@@ -216,30 +216,30 @@ def test_failed_save_leaves_nothing_and_keeps_a_previous_export(demo_model, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["previous"]  # no staging leftovers
 
 
-def test_interrupted_tflite_step_leaves_nothing(demo_model, tmp_path, monkeypatch):
+def test_interrupted_tflite_step_leaves_nothing(small_classifier, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(saved_model_lib, "convert_to_tflite", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        export_saved_model(demo_model, str(tmp_path / "out"), image_size=IMAGE_SIZE,
+        export_saved_model(small_classifier, str(tmp_path / "out"), image_size=IMAGE_SIZE,
                            tflite_modes="float32")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_success_replaces_a_previous_export_as_a_whole(demo_model, tmp_path):
+def test_success_replaces_a_previous_export_as_a_whole(small_classifier, tmp_path):
     target = tmp_path / "export"
     _previous_export(target)
-    export_saved_model(demo_model, str(target), image_size=IMAGE_SIZE)
+    export_saved_model(small_classifier, str(target), image_size=IMAGE_SIZE)
     assert not (target / "sentinel.txt").exists()
     assert (target / "export_card.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
 
-def test_refuses_to_replace_a_directory_that_is_not_an_export(demo_model, tmp_path):
+def test_refuses_to_replace_a_directory_that_is_not_an_export(small_classifier, tmp_path):
     (tmp_path / "notes.txt").write_text("precious")
     with pytest.raises(ExportError, match="not an earlier export"):
-        export_saved_model(demo_model, str(tmp_path), image_size=IMAGE_SIZE)
+        export_saved_model(small_classifier, str(tmp_path), image_size=IMAGE_SIZE)
     assert (tmp_path / "notes.txt").read_text() == "precious"
 
 

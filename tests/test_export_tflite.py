@@ -377,11 +377,11 @@ def test_export_writes_tflite_models_and_cards(demo_model, calibration_images,
     assert set(export_card["tflite"]) == {"float32", "int8"}
 
 
-def test_failed_verification_publishes_nothing(demo_model, verification_images, tmp_path):
+def test_failed_verification_publishes_nothing(small_classifier, verification_images, tmp_path):
     # No model can agree on more than 100% of the images: the check must fail, and the export
     # with it, leaving nothing at the final path.
     with pytest.raises(VerificationError, match=r"tflite float32: top-1 agreement .* < required"):
-        export_saved_model(demo_model, str(tmp_path / "export"), image_size=IMAGE_SIZE,
+        export_saved_model(small_classifier, str(tmp_path / "export"), image_size=IMAGE_SIZE,
                            tflite_modes=["float32"], verification_images=verification_images[:8],
                            min_top1_agreement=1.01)
     assert list(tmp_path.iterdir()) == []

@@ -367,8 +367,10 @@ def test_warmup_drops_indicators_at_random_and_decisions_keep_them():
     gates = supernet.block_gates()
     flat = np.array([float(g) for g in tf.nest.flatten(gates)])
     tf.random.set_seed(0)
-    draws = np.array([[float(g) for g in tf.nest.flatten(
-        supernet.dropped_gates(gates, 0.6, tf.constant(1.0)))] for _ in range(200)])
+    # One graph for the 200 draws (as in the training step): each call draws anew.
+    draw = tf.function(lambda: tf.stack(tf.nest.flatten(
+        supernet.dropped_gates(gates, 0.6, tf.constant(1.0)))))
+    draws = np.array([draw().numpy() for _ in range(200)])
     fixed = np.array([float(g) for g in tf.nest.flatten(
         supernet.dropped_gates(gates, 0.6, tf.constant(0.0)))])
     np.testing.assert_array_equal(fixed, flat)  # deciding: no dropout

@@ -15,7 +15,7 @@ import numpy as np
 from autonl_tf.data import normalize
 from autonl_tf.models import ModelSpec, build_model, resolve_model_spec
 
-__all__ = ["DEMO_ARCH", "demo_images", "demo_labels", "demo_spec", "encode_images",
+__all__ = ["DEMO_ARCH", "build_demo_model", "demo_images", "demo_labels", "demo_spec", "encode_images",
            "train_demo_model"]
 
 # 16x16 LightNL (context-first order), 8x8 LightNL with stride-2 keys and SE (context first),
@@ -64,12 +64,18 @@ def encode_images(images: np.ndarray, image_format: str = "JPEG") -> list[bytes]
     return encoded
 
 
+def build_demo_model(image_size: int = 32) -> keras.Model:
+    """The demo network, untrained: the one `train_demo_model` trains (and whose weights it
+    saved loads into)."""
+    return build_model(demo_spec(), num_classes=NUM_CLASSES, image_size=image_size,
+                       dropout_rate=0.0, bn_momentum=0.9)
+
+
 def train_demo_model(image_size: int = 32, steps: int = 60, batch_size: int = 32,
                      seed: int = 0) -> keras.Model:
     """The demo network trained with Adam for `steps` steps (a few seconds on a CPU)."""
     keras.utils.set_random_seed(seed)
-    model = build_model(demo_spec(), num_classes=NUM_CLASSES, image_size=image_size,
-                        dropout_rate=0.0, bn_momentum=0.9)
+    model = build_demo_model(image_size)
     images, labels = demo_images(steps * batch_size // 4, image_size, seed=seed + 1)
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
