@@ -330,9 +330,10 @@ def demo_block(results: dict[str, dict]) -> list[str]:
     if not first:
         return ["No demo run is recorded yet: `python benchmarks/demo_runs.py`, then "
                 "`python scripts/render_benchmarks.py`."]
-    caption = fill("The summary of the seed-{first_summary.seed} run, one of {aggregate.runs} "
-                   f"runs of `benchmarks/demo_runs.py` ([every run]({BENCHMARKS_LINK}#demo_runs),"
-                   " the machine):", result, "benchmarks/results/demo_runs.json")
+    caption = fill("The seed-{first_summary.seed} run, one of {aggregate.runs} recorded by "
+                   "`benchmarks/demo_runs.py` (every run and the machine: "
+                   f"[docs/benchmarks.md]({BENCHMARKS_LINK}#demo_runs)):", result,
+                   "benchmarks/results/demo_runs.json")
     return [caption, "", "```", *str(first["text"]).splitlines(), "```"]
 
 
