@@ -19,6 +19,7 @@ from absl import app, flags
 
 from autonl_tf import cost
 from autonl_tf.arch import ArchError, encode_block
+from autonl_tf.errors import EXIT_BAD_INPUT
 from autonl_tf.models.registry import list_models, load_arch_file, resolve_model_spec
 from autonl_tf.models.spec import ModelSpec, check_image_size
 
@@ -125,7 +126,9 @@ def main(argv):
         profile = profile_dict(spec, FLAGS.image_size, FLAGS.num_classes, FLAGS.width_multiplier,
                                FLAGS.compare_nl)
     except (ArchError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        # One line naming the problem, and the bad-input code every program uses.
+        print(f"autonl_tf.profile: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
     print(json.dumps(profile) if FLAGS.json else format_table(profile))
 
 

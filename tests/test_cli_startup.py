@@ -35,7 +35,7 @@ def _run_and_imports(args: list[str]) -> tuple[subprocess.CompletedProcess, set[
      "unknown config 'no_such_config'"),
     (["-m", "autonl_tf.export", "--model_dir=m", "--export_dir=e", "--tflite=float64"], 2,
      "--tflite: unknown TFLite mode 'float64'"),
-    (["-m", "autonl_tf.profile", "--model=resnet50"], 1, "unknown model"),
+    (["-m", "autonl_tf.profile", "--model=resnet50"], 2, "unknown model"),
     (["-m", "autonl_tf.profile", "--model=autonl_s", "--json"], 0, ""),
     (["train_main.py", "--help"], 0, ""),
     (["-m", "autonl_tf.export", "--help"], 0, ""),

@@ -64,8 +64,9 @@ def test_arch_file_and_options(tmp_path):
 ])
 def test_user_errors_are_one_line_without_traceback(args, message):
     result = run_profile(*args)
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2  # bad input, as every program
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith("autonl_tf.profile: error: ")]
     assert len(errors) == 1 and message in errors[0]
     assert "Traceback" not in result.stderr
 

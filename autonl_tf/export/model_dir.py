@@ -131,8 +131,8 @@ def check_finite_on_eval_split(model: keras.Model, data_cfg, batch_size: int = 6
     if bad:
         raise VerificationError(
             f"the model gives NaN/Inf logits on {bad} of the {total} eval images (first: eval "
-            f"image {first}); nothing exported. Its numbers diverge on some inputs: see the "
-            "README section Numerics (eval_main.py reports num_nonfinite)")
+            f"image {first}); nothing exported. Its numbers diverge on some inputs: see "
+            "docs/cli.md, 'When the math diverges' (eval_main.py reports num_nonfinite)")
     return total
 
 
