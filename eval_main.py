@@ -11,7 +11,7 @@ top5, loss, num_images, ema) and written as TensorBoard scalars under <model_dir
 
 from absl import app, flags
 
-from autonl_tf.training import cli
+from autonl_tf.runner import cli
 
 flags.DEFINE_string("model_dir", None, "Directory written by train_main.py.")
 flags.DEFINE_string("data_dir", None, "Overrides the data_dir stored in the run's config.json.")
@@ -39,15 +39,18 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from autonl_tf.export import export_after_run
-    from autonl_tf.training import experiment
+    from autonl_tf.models import resolve_model_spec
+    from autonl_tf.recipe.task import ClassifierTask
+    from autonl_tf.runner import experiment
 
     strategy = cli.strategy_from_flags()
+    expected = resolve_model_spec(FLAGS.arch) if FLAGS.arch is not None else None
     records = experiment.evaluate_experiment(
-        FLAGS.model_dir, strategy=strategy,
+        FLAGS.model_dir, task=ClassifierTask(expected=expected), strategy=strategy,
         data_overrides={"data_dir": FLAGS.data_dir} if FLAGS.data_dir else None,
         eval_batch_size=FLAGS.eval_batch_size, use_ema=FLAGS.use_ema,
         continuous=FLAGS.continuous, timeout_s=FLAGS.eval_timeout,
-        checkpoint_path=FLAGS.checkpoint_path, arch=FLAGS.arch,
+        checkpoint_path=FLAGS.checkpoint_path,
         eval_steps=FLAGS.eval_steps)
     for r in records:
         loss = "n/a" if r["loss"] is None else f"{r['loss']:.4f}"

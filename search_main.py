@@ -13,8 +13,8 @@ Config keys can be overridden with --config.<section>.<key>=<value> (see configs
 
 from absl import app, flags
 
-from autonl_tf.training import cli
-from autonl_tf.training import config as config_lib
+from autonl_tf.runner import cli
+from autonl_tf.runner import config as config_lib
 
 _CONFIG = config_lib.define_config_flag("config", default="search")
 flags.DEFINE_string("model_dir", None, "Checkpoints, arch.txt, search_summary.json, search.png, "
@@ -65,7 +65,7 @@ def main(argv):
     strategy = cli.strategy_from_flags()
     result = experiment.search_experiment(config, model_dir=FLAGS.model_dir, strategy=strategy)
     summary = result["summary"]
-    from autonl_tf.training.strategy import is_chief
+    from autonl_tf.runner.strategy import is_chief
 
     if summary.get("latency") and is_chief(strategy):
         from autonl_tf.latency.measure import measure_search_child

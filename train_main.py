@@ -6,14 +6,14 @@ r"""Trains an AutoNL classifier (or any architecture) with the paper's recipe, o
     python train_main.py --config=demo --arch=path/to/arch.txt --config.train.train_epochs=5 ...
 
 Rerunning the same command resumes from the last checkpoint in --model_dir. Config keys can be
-overridden with --config.<section>.<key>=<value> (see autonl_tf/training/defaults.py); the Cloud TPU style
+overridden with --config.<section>.<key>=<value> (see autonl_tf/recipe/defaults.py); the Cloud TPU style
 flags below override the corresponding config keys when given.
 """
 
 from absl import app, flags
 
-from autonl_tf.training import cli
-from autonl_tf.training import config as config_lib
+from autonl_tf.runner import cli
+from autonl_tf.runner import config as config_lib
 
 _CONFIG = config_lib.define_config_flag("config", default="autonl_s")
 flags.DEFINE_string("model_dir", None, "Checkpoints, config.json, TensorBoard logs.")
@@ -55,15 +55,16 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from autonl_tf.export import export_after_run
-    from autonl_tf.training import evaluation, experiment
+    from autonl_tf.recipe.task import train_experiment
+    from autonl_tf.runner import evaluation
 
     config = _CONFIG.value
     config_lib.apply_overrides(config, {key: getattr(FLAGS, name)
                                         for name, key in _FLAG_OVERRIDES.items()
                                         if getattr(FLAGS, name) is not None})
     strategy = cli.strategy_from_flags()
-    result = experiment.train_experiment(config, model_dir=FLAGS.model_dir,
-                                         strategy=strategy, mode=FLAGS.mode)
+    result = train_experiment(config, model_dir=FLAGS.model_dir,
+                              strategy=strategy, mode=FLAGS.mode)
     if result["step"] == result["initial_step"]:
         print(f"nothing to train: {FLAGS.model_dir} is already at step {result['step']} "
               f"(train steps {result['config'].train.total_steps}); checkpoint "

@@ -155,8 +155,8 @@ class SearchSetting:
 def demo_search_setting() -> SearchSetting:
     """Image size, width and feasible MACs range of the ``search:demo`` config."""
     from autonl_tf.data import prepare
+    from autonl_tf.runner.config import load_config
     from autonl_tf.search import SearchCost, space_from_config
-    from autonl_tf.training.config import load_config
 
     config = load_config("search:demo")
     data = prepare(config.data)
@@ -187,9 +187,9 @@ def demo_latency_setting(table_path: str | None, mode: str) -> LatencySetting:
     from autonl_tf.data import prepare
     from autonl_tf.latency.committed import demo_table
     from autonl_tf.latency.measure import measurable_here
+    from autonl_tf.runner.config import load_config
     from autonl_tf.search import space_from_config
     from autonl_tf.search.latency_cost import LatencyCost, LatencyTable
-    from autonl_tf.training.config import load_config
 
     config = load_config("search:demo")
     data = prepare(config.data)
@@ -459,7 +459,7 @@ def main(argv):
 def run() -> None:
     # The flag parser every autonl_tf command shares: --help exits 0, a bad flag is one line
     # and exit 2.
-    from autonl_tf.training import cli
+    from autonl_tf.runner import cli
 
     app.run(main, flags_parser=cli.parse_flags)
 

@@ -76,7 +76,7 @@ IMAGE_SIZE = 32
 
 # A search config without LightNL candidates, written next to the runs (configs are code).
 NO_LIGHTNL_CONFIG = '''
-from autonl_tf.training.config import config_module
+from autonl_tf.runner.config import config_module
 
 
 def get_config():
@@ -171,7 +171,7 @@ def run_all(function, jobs: list[dict]) -> list[dict]:
 # -- the proxy -------------------------------------------------------------------------------
 
 def demo_defaults() -> tuple[float, int]:
-    from autonl_tf.training.config import config_module
+    from autonl_tf.runner.config import config_module
 
     config = config_module("search").get_config("demo")
     return float(config.search.target_flops), int(config.train.train_steps)
@@ -311,11 +311,11 @@ def supernet_accuracies(search_dir: str, children: list[dict]) -> list[float]:
 
     from autonl_tf import data as data_lib
     from autonl_tf.arch import decode_arch
+    from autonl_tf.runner import checkpoints
     from autonl_tf.search import decisions_for_arch
     from autonl_tf.search.decode import set_decisions
     from autonl_tf.search.experiment import build_supernet, heldout_evaluator
     from autonl_tf.search.space import space_from_config
-    from autonl_tf.training import checkpoints
 
     resolved = checkpoints.load_experiment_config(search_dir)
     space = space_from_config(resolved.search_space)

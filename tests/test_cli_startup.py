@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from autonl_tf import _startup
-from autonl_tf.training.testing import REPO_ROOT, subprocess_env
+from tests.support.training import REPO_ROOT, subprocess_env
 
 
 def _run_and_imports(args: list[str]) -> tuple[subprocess.CompletedProcess, set[str]]:

@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from autonl_tf.training.testing import REPO_ROOT, subprocess_env
+from tests.support.training import REPO_ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_installed_package_loads_the_published_models_and_the_repository_configs
         "import autonl_tf, os, sys\n"
         f"assert autonl_tf.__file__.startswith({str(site)!r}), autonl_tf.__file__\n"
         "from autonl_tf.models import list_models, resolve_model_spec\n"
-        "from autonl_tf.training.config import load_config\n"
+        "from autonl_tf.runner.config import load_config\n"
         "assert list_models() == ['autonl_l', 'autonl_s', 'mobilenet_v2'], list_models()\n"
         "assert len(resolve_model_spec('autonl_s').blocks) > 10\n"
         "from autonl_tf.latency.committed import demo_table\n"

@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from autonl_tf import cost
-from autonl_tf.graph_profile import graph_profiler_macs
 from autonl_tf.models import build_model, resolve_model_spec
 from autonl_tf.profile import profile_dict
+from tests.support.graph_profile import graph_profiler_macs
 
 REPO = pathlib.Path(__file__).absolute().parent.parent
 

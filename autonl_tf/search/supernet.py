@@ -23,16 +23,16 @@ from autonl_tf.models.builder import (
     head_layers,
     stem_layers,
 )
+from autonl_tf.recipe.losses import (
+    SmoothedSparseCategoricalCrossentropy,
+    l2_penalty,
+    weight_decay_variables,
+)
 from autonl_tf.search.latency_cost import LatencyCost
 from autonl_tf.search.layers import SuperMBConvBlock
 from autonl_tf.search.objective import SearchObjective
 from autonl_tf.search.search_cost import SearchCost
 from autonl_tf.search.space import SearchBlock, SearchSpace
-from autonl_tf.training.losses import (
-    SmoothedSparseCategoricalCrossentropy,
-    l2_penalty,
-    weight_decay_variables,
-)
 
 __all__ = ["Supernet", "VectorMean", "gate_names"]
 
@@ -322,7 +322,7 @@ class Supernet(keras.Model):
         return {part: tracker.result() for part, tracker in self._threshold_gradients.items()}
 
     def _weight_decay(self) -> tf.Tensor:
-        """The recipe's L2 term (`autonl_tf.training.losses`), added to the loss by hand: the
+        """The recipe's L2 term (`autonl_tf.recipe.losses`), added to the loss by hand: the
         supernet's own train_step does not run Keras's regularizer losses."""
         if self.objective.weight_decay <= 0:
             return tf.constant(0.0)

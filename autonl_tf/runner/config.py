@@ -1,7 +1,7 @@
 """Experiment configs as code: named configs in ``configs/<name>.py``, overrides, validation.
 
 A config is an `ml_collections.ConfigDict` with the sections ``model``, ``data``, ``train`` and
-``eval`` (see `autonl_tf.training.defaults` for every key and its meaning). The ``configs/``
+``eval`` (see `autonl_tf.recipe.defaults` for every key and its meaning). The ``configs/``
 folder of the repository is what users edit and pass; its files are loaded by path (never
 imported as a package, so nothing named ``configs`` is installed or shadowed) and import only
 ``autonl_tf``. Where it is: ``$AUTONL_CONFIG_DIR``, else the repository's ``configs/`` next to

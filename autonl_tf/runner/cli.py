@@ -39,7 +39,7 @@ def define_strategy_flags() -> None:
 
 
 def strategy_from_flags():
-    from autonl_tf.training.strategy import create_strategy
+    from autonl_tf.runner.strategy import create_strategy
 
     f = flags.FLAGS
     return create_strategy(tpu=f.tpu, tpu_zone=f.tpu_zone, gcp_project=f.gcp_project,
@@ -94,7 +94,7 @@ def _unknown_key(error: BaseException, argv: list[str], config_flag: str = "conf
     argument = _config_argument(argv, config_flag)
     if argument:
         try:
-            from autonl_tf.training import config as config_lib
+            from autonl_tf.runner import config as config_lib
 
             config = config_lib.load_config(argument)
         except Exception:  # the config itself is broken: report the raw key below
