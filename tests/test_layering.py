@@ -1,6 +1,6 @@
 """The package's layering, checked from the source: no module imports a layer above its own.
 
-    foundation (errors, files, arch, cost, data)  ->  layers  ->  models
+    foundation (errors, files, arch, plan, cost, data)  ->  layers  ->  models
       ->  runner (the run machinery: config, cli, strategy, driver, checkpoints, evaluation,
           experiment)
       ->  recipe (the classifier recipe and its task)
@@ -20,7 +20,7 @@ PACKAGE = pathlib.Path(__file__).absolute().parent.parent / "autonl_tf"
 
 # Top-level module or subpackage of autonl_tf -> its layer (higher may import lower or equal).
 LAYERS = {
-    "_startup": 0, "_lazy": 0, "errors": 0, "files": 0, "arch": 0, "cost": 0, "data": 0,
+    "_startup": 0, "_lazy": 0, "errors": 0, "files": 0, "arch": 0, "plan": 0, "cost": 0, "data": 0,
     "layers": 1,
     "models": 2,
     "runner": 3,

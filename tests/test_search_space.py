@@ -99,7 +99,7 @@ def test_expected_cost_is_the_profilers_cost_exactly(size, width):
         decisions = space.random(seed)
         spec = resolve_model_spec(encode_arch(space.child_blocks(decisions)))
         assert spec.blocks == decode_arch(encode_arch(spec.blocks))
-        truth = profiler.model_cost(spec.blocks, size, 10, width)
+        truth = profiler.model_cost(spec.plan(size, 10, width))
         assert search_cost.macs(decisions) == truth.macs
         assert search_cost.params(decisions) == truth.params
         # The same arithmetic on float64 tensors (the supernet's path) is exact too.
