@@ -64,6 +64,10 @@ flags.DEFINE_string("latency_table", None, "Latency table of the device to searc
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE_SEARCH_STEPS = 1000
+# Written into --workdir at the end of a run: the figures of the printed summary that no stage
+# writes elsewhere (stage times, TFLite latencies and sizes) and the summary text itself, for
+# benchmarks/demo_runs.py and anyone comparing runs.
+PIPELINE_SUMMARY_FILE = "pipeline_summary.json"
 
 
 class StageError(RuntimeError):
@@ -81,6 +85,7 @@ class Stage:
     name: str
     argv: list[str]
     seconds: float = 0.0
+    skipped: str | None = None  # why the stage was not run (its result was already there)
     # Returns why the stage's result is already there (then it is not rerun), else None.
     already_done: Callable[[], str | None] | None = None
 
@@ -127,6 +132,7 @@ def run_stage(stage: Stage, index: int, total: int) -> None:
     """Runs one stage's command, streaming its output, and times it."""
     reason = stage.already_done() if stage.already_done else None
     if reason:
+        stage.skipped = reason
         print(f"\n[{index}/{total}] {stage.name}: skipped, {reason}", flush=True)
         return
     print(f"\n[{index}/{total}] {stage.name}\n$ {shlex.join(stage.argv)}", flush=True)
@@ -308,7 +314,12 @@ def latency_lines(summary: dict, exported_ms: dict[str, float]) -> list[str]:
 
 
 def summarize(workdir: str, target: float | None, stages: list[Stage], latency_runs: int) -> str:
-    """The closing summary: architecture, MACs/params vs target, accuracy, latency, artefacts."""
+    """The closing summary: architecture, MACs/params vs target, accuracy, latency, artefacts.
+
+    Also writes ``<workdir>/pipeline_summary.json`` (`PIPELINE_SUMMARY_FILE`): the stage times
+    (a stage found done has ``skipped`` set and 0 seconds), the TFLite latencies, sizes and
+    agreements, the modes left out, and this text without its banner.
+    """
     search_dir, train_dir, export_dir = (os.path.join(workdir, d) for d in ("search", "train", "export"))
     summary = files.read_json(os.path.join(search_dir, files.SEARCH_SUMMARY_FILE))
     arch_path = os.path.join(search_dir, files.ARCH_FILE)
@@ -335,6 +346,7 @@ def summarize(workdir: str, target: float | None, stages: list[Stage], latency_r
     tflite_files = {mode: os.path.join(export_dir, entry["file"])
                     for mode, entry in export_card.get("tflite", {}).items()}
     latencies = tflite_latencies_ms(tflite_files, latency_runs)
+    tflite_record = {}
     for mode, tflite in tflite_files.items():
         agreement = (export_card.get("verification", {}).get("tflite") or {}).get(mode) or {}
         ratio = (f" ({latencies[mode] / latencies['float32']:.2f}x float32)"
@@ -348,6 +360,10 @@ def summarize(workdir: str, target: float | None, stages: list[Stage], latency_r
             f"top-1 agreement with TensorFlow "
             f"{100 * agreement.get('top1_agreement', float('nan')):.1f}% on "
             f"{agreement.get('num_images', 0)} eval images{products}")
+        tflite_record[mode] = {
+            "latency_ms": latencies[mode], "size_bytes": os.path.getsize(tflite),
+            "top1_agreement": agreement.get("top1_agreement"),
+            "num_images": agreement.get("num_images"), "lightnl_products": computed_in}
     for mode, reason in export_card.get("tflite_left_out", {}).items():
         lines.append(f"TFLite {mode:<8} left out: {reason}")
     if (summary.get("latency") or {}).get("target_ms"):
@@ -373,7 +389,17 @@ def summarize(workdir: str, target: float | None, stages: list[Stage], latency_r
         lines.append(f"  {'TFLite':<26} {tflite}")
     lines.append("time: " + ", ".join(f"{s.name} {s.seconds:.0f}s" for s in stages)
                  + f" (total {sum(s.seconds for s in stages):.0f}s)")
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    files.write_json_atomic(os.path.join(workdir, PIPELINE_SUMMARY_FILE), {
+        "target_flops": target,
+        "stages": [{"name": s.name, "seconds": s.seconds, "skipped": s.skipped} for s in stages],
+        "seconds_total": sum(s.seconds for s in stages),
+        "latency_runs": latency_runs,
+        "tflite": tflite_record,
+        "tflite_left_out": export_card.get("tflite_left_out") or {},
+        "summary_text": "\n".join(lines[4:]),  # without the banner
+    })
+    return text
 
 
 def main(argv):

@@ -65,6 +65,8 @@ flags.DEFINE_float("macs_tolerance", 0.02, "Random children within this relative
                    "the target.")
 flags.DEFINE_integer("num_random", 12, "Random children of the space at the target.")
 flags.DEFINE_list("seeds", ["0", "1"], "Retraining seeds (weights and data order).")
+flags.DEFINE_list("sanity_seeds", ["0", "1", "2", "3", "4", "5"], "Retraining seeds of the "
+                  "hand-placed LightNL check (more than --seeds: one network against one).")
 flags.DEFINE_list("search_seeds", ["0", "1", "2"], "Search seeds (weights and data order).")
 flags.DEFINE_integer("jobs", 2, "Programs run at once (one TensorFlow thread each).")
 flags.DEFINE_bool("quick", False, "A few minutes: short searches and retrainings, 3 random "
@@ -346,7 +348,8 @@ def proxy_description(target: float, search_steps: int) -> dict:
             "target_macs": target, "macs_tolerance": FLAGS.macs_tolerance,
             "feasible_range": [low, high], "train_steps": FLAGS.train_steps,
             "retrain_recipe": "configs/demo.py, cut to train_steps",
-            "search_steps": search_steps, "seeds": [int(s) for s in FLAGS.seeds]}
+            "search_steps": search_steps, "seeds": [int(s) for s in FLAGS.seeds],
+            "sanity_seeds": [int(s) for s in FLAGS.sanity_seeds]}
 
 
 def phase_random(root: str, output: str) -> dict:
@@ -359,8 +362,9 @@ def phase_random(root: str, output: str) -> dict:
     print(f"proxy: {json.dumps(proxy)}", flush=True)
     report = {"proxy": proxy}
     for name, child in (("hand_placed_lightnl", with_nl), ("hand_placed_no_lightnl", without)):
-        runs = retrain_children(name, [child], root, FLAGS.train_steps, seeds)
-        report[name] = stats(runs) | {"arch": child["arch"], "macs": child["macs"]}
+        runs = retrain_children(name, [child], root, FLAGS.train_steps, proxy["sanity_seeds"])
+        report[name] = stats(runs) | {"arch": child["arch"], "macs": child["macs"],
+                                      "runs_detail": runs}
     children = random_children(space, cost, target, FLAGS.num_random)
     runs = retrain_children("random", children, root, FLAGS.train_steps, seeds)
     means = child_means(runs)
@@ -443,35 +447,59 @@ def settings() -> tuple[float, int]:
     return FLAGS.target_flops or target, FLAGS.search_steps or search_steps
 
 
-def tables(report: dict) -> list[dict]:
+def tables(report: dict) -> list:
     rows = []
     for group in ("hand_placed_lightnl", "hand_placed_no_lightnl", "random", *CONDITIONS):
         if group in report:
             entry = report[group]
-            rows.append([group, f"{100 * entry['top1_mean']:.1f}",
-                         f"{100 * entry['top1_std']:.1f}", entry["runs"],
-                         entry.get("searches", "")])
-    out = [{"title": "Retrained top-1 at equal MACs (held-out, EMA weights)",
-            "columns": ["group", "top-1 mean %", "std (points)", "runs", "searches"],
-            "rows": rows}]
+            rows.append([group, 100 * entry["top1_mean"], 100 * entry["top1_std"], entry["runs"],
+                         entry.get("searches")])
+    out = [record.Table(
+        "Retrained top-1 at equal MACs (held-out, EMA weights)",
+        ["group", "top-1 mean %", "std (points)", "runs", "searches"], rows,
+        formats=["", ".1f", ".1f", "d", "d"],
+        notes="std over all runs of a group (children x retraining seeds).")]
     if "percentiles" in report:
-        out.append({"title": "Each searched child's percentile among the random children",
-                    "columns": ["condition", "percentiles"],
-                    "rows": [[c, ", ".join(f"{p:.0f}" for p in v)]
-                             for c, v in report["percentiles"].items()]})
+        out.append(record.Table(
+            "Each searched child's percentile among the random children (by mean top-1)",
+            ["condition", "percentiles"],
+            [[c, ", ".join(f"{p:.0f}" for p in v)] for c, v in report["percentiles"].items()]))
+    if "kendall_tau" in report:
+        out.append(record.Table(
+            "How the supernet ranks networks: Kendall's tau, supernet (end of warm-up) vs "
+            "standalone top-1 of the random children",
+            ["search", "tau"],
+            [[f"searched, seed {s}", t] for s, t in zip(FLAGS.search_seeds,
+                                                        report["kendall_tau_per_search"],
+                                                        strict=False)]
+            + [["mean", report["kendall_tau"]]], formats=["", "+.2f"]))
     return out
+
+
+def summary_line(report: dict) -> str:
+    pct = lambda key: f"{100 * report[key]['top1_mean']:.1f}%"  # noqa: E731
+    line = (f"Random children at the target: {pct('random')} +- "
+            f"{100 * report['random']['top1_std']:.1f} points; a hand-placed LightNL "
+            f"{pct('hand_placed_lightnl')} against {pct('hand_placed_no_lightnl')} without.")
+    if "searched" in report:
+        beats = (report["searched"]["top1_mean"]
+                 >= report["random"]["top1_mean"] + report["random"]["top1_std"])
+        line += (f" Searched {pct('searched')}, shuffled labels {pct('shuffled_labels')}, no "
+                 f"LightNL {pct('no_lightnl')}: the search "
+                 f"{'beats' if beats else 'does not beat'} random by one standard deviation; "
+                 f"Kendall's tau {report['kendall_tau']:+.2f}.")
+    else:
+        line += " Random population only: the searches run after it (--phase=searches)."
+    return line
 
 
 def print_report(report: dict) -> None:
     for table in tables(report):
-        print(f"\n{table['title']}")
-        print(" | ".join(table["columns"]))
-        for row in table["rows"]:
+        print(f"\n{table.title}")
+        print(" | ".join(table.columns))
+        for row in table.rows:
             print(" | ".join(str(x) for x in row))
-    if "kendall_tau" in report:
-        print(f"Kendall's tau (supernet at the end of the warm-up vs standalone, random "
-              f"children): {report['kendall_tau']:+.2f} (per search: "
-              f"{', '.join(f'{t:+.2f}' for t in report['kendall_tau_per_search'])})")
+    print(summary_line(report))
 
 
 def main(argv):
@@ -493,15 +521,14 @@ def main(argv):
             if not report:
                 with open(output) as f:
                     report = json.load(f)
-                for key in ("benchmark", "command", "date", "machine", "tables", "summary"):
+                for key in record.RESERVED_KEYS:
                     report.pop(key, None)
             report = phase_searches(root, report)
             report.setdefault("commands", {})["searches"] = record.command_line()
         print_report(report)
-        summary = ("The search under the demo's MACs target against random children at the same "
-                   "MACs, on the demo task with a short retraining.")
-        record.write_result("search_quality", report, path=output)
-        print(f"wrote {output} ({summary})", flush=True)
+        record.write_result("search_quality", report, tables=tables(report),
+                            summary=summary_line(report), path=output)
+        print(f"wrote {output}", flush=True)
     return 0
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Renders docs/benchmarks.md from the result files under benchmarks/results/.
+"""Renders docs/benchmarks.md and the README's generated blocks from benchmarks/results/*.json.
 
-    python scripts/render_benchmarks.py           # rewrite docs/benchmarks.md
-    python scripts/render_benchmarks.py --check   # exit 1 (and show a diff) if it is stale
+    python scripts/render_benchmarks.py           # rewrite docs/benchmarks.md and README.md
+    python scripts/render_benchmarks.py --check   # exit 1 (and show a diff) if either is stale
 
 One section per ``benchmarks/results/*.json`` file, in file-name order: what the benchmark
 measures, the run's summary, its tables, the command and date of the run and the machine (CPU
@@ -10,16 +10,25 @@ model, ISA flags, cores, load average, versions). The layout of a result file is
 benchmarks/record.py; there is no code per benchmark here. A file without ``tables`` still gets
 its section, with its scalar figures listed by key, so that no result is silently left out.
 tests/test_benchmarks_doc.py fails while docs/benchmarks.md and the JSON disagree.
+
+The README holds blocks between ``<!-- NAME:begin ... -->`` and ``<!-- NAME:end -->`` lines
+whose content is generated the same way (`README_BLOCKS`): ``results``, the results table, one
+row per `Headline` (a label and a template over one result file's JSON; a row whose file does
+not exist yet is left out), and ``demo``, the summary of the first run recorded by
+benchmarks/demo_runs.py. Only the text between the two marker lines is rewritten.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import glob
 import json
 import os
+import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,6 +40,7 @@ from benchmarks import record  # noqa: E402
 
 RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
 OUTPUT = os.path.join(REPO_ROOT, "docs", "benchmarks.md")
+README = os.path.join(REPO_ROOT, "README.md")
 COMMAND = "python scripts/render_benchmarks.py"
 
 HEADER = f"""\
@@ -175,10 +185,15 @@ def render_section(stem: str, result: dict) -> list[str]:
     return lines
 
 
+def load_results(results_dir: str = RESULTS_DIR) -> dict[str, dict]:
+    """{file name without .json: its result} of every result file, in file-name order."""
+    paths = sorted(glob.glob(os.path.join(results_dir, "*.json")))
+    return {os.path.splitext(os.path.basename(p))[0]: load_result(p) for p in paths}
+
+
 def render(results_dir: str = RESULTS_DIR) -> str:
     """docs/benchmarks.md for the result files in ``results_dir``."""
-    paths = sorted(glob.glob(os.path.join(results_dir, "*.json")))
-    sections = [(os.path.splitext(os.path.basename(p))[0], load_result(p)) for p in paths]
+    sections = list(load_results(results_dir).items())
     lines = HEADER.splitlines() + [""]
     if not sections:
         lines += ["No result files yet: run a benchmark under `benchmarks/`.", ""]
@@ -189,6 +204,187 @@ def render(results_dir: str = RESULTS_DIR) -> str:
         lines += render_section(stem, result)
     return "\n".join(lines).rstrip("\n") + "\n"
 
+# ---------------------------------------------------------------------------------------------
+# The README's generated blocks.
+
+BLOCK = re.compile(r"^(<!-- (\w+):begin\b[^\n]*-->\n)(.*?)^(<!-- \2:end -->)$", re.S | re.M)
+FIELD = re.compile(r"\{([\w.-]+)(?::([^{}]*))?\}")
+BENCHMARKS_LINK = "docs/benchmarks.md"
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+    """One row of the README's results table.
+
+    Attributes:
+      what: the row's label; ``figure``: what was found. Both are templates over the JSON of
+        ``source``: ``{dotted.path}`` or ``{dotted.path:spec}`` (a key path into the result
+        object, list indices as numbers; the spec as in `record.format_cell`, e.g. ``.1%``).
+      source: the result file's name under benchmarks/results/, without .json.
+    """
+
+    what: str
+    figure: str
+    source: str
+
+
+def _lookup(value: Any, path: str) -> Any:
+    for key in path.split("."):
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            raise KeyError(path)
+    return value
+
+
+def fill(template: str, result: dict, where: str) -> str:
+    """``template`` with every ``{path:spec}`` field replaced by the result's figure."""
+    def field(match: re.Match) -> str:
+        path, spec = match.group(1), match.group(2) or ""
+        try:
+            value = _lookup(result, path)
+        except KeyError:
+            raise ResultError(f"{where}: the result has no '{path}'; rerun its benchmark or fix "
+                              "the template in scripts/render_benchmarks.py") from None
+        if isinstance(value, (dict, list)):
+            raise ResultError(f"{where}: '{path}' is a {type(value).__name__}, not a figure")
+        try:
+            return record.format_cell(value, spec)
+        except ValueError as error:
+            raise ResultError(f"{where}: '{path}' = {value!r} does not format as {spec!r} "
+                              f"({error})") from None
+    return FIELD.sub(field, template)
+
+
+# The README's results table: what this package achieves, in the order shown.
+HEADLINES = (
+    Headline("MACs / params at 224 px, 1000 classes (paper)",
+             "AutoNL-S {models.autonl_s.mmacs:.1f}M / {models.autonl_s.mparams:.2f}M "
+             "({models.autonl_s.published_mmacs:.0f}M / {models.autonl_s.published_mparams:.1f}M), "
+             "AutoNL-L {models.autonl_l.mmacs:.1f}M / {models.autonl_l.mparams:.2f}M "
+             "({models.autonl_l.published_mmacs:.0f}M / {models.autonl_l.published_mparams:.1f}M)",
+             "model_profile"),
+    Headline("LightNL against a conventional non-local block",
+             "AutoNL-L's {models.autonl_l.lightnl_blocks} LightNLs: "
+             "{models.autonl_l.lightnl_mmacs:.2f}M MACs in all "
+             "({models.autonl_l.lightnl_share_of_macs:.1%} of the network); a conventional NL "
+             "block at the same place costs {models.autonl_l.conventional_nl_ratio_min:.1f}x-"
+             "{models.autonl_l.conventional_nl_ratio_max:.0f}x more",
+             "model_profile"),
+    Headline("The demo (search, retrain, eval, export) on {machine.cpu_count} CPU cores, "
+             "{aggregate.runs} seeds",
+             "pipeline {aggregate.pipeline_seconds_min:.0f}-{aggregate.pipeline_seconds_max:.0f} s; "
+             "retrained top-1 {aggregate.top1_min:.1%}-{aggregate.top1_max:.1%} (chance 10%); "
+             "int8 kept in {aggregate.int8_kept} of {aggregate.finished} runs, at "
+             "{aggregate.int8_vs_float32_min:.2f}-{aggregate.int8_vs_float32_max:.2f}x float32's "
+             "latency; {aggregate.meet_all} of {aggregate.runs} within "
+             "{aggregate.max_pipeline_seconds:.0f} s, >= {aggregate.min_top1:.0%}, int8 faster",
+             "demo_runs"),
+    Headline("Searched vs random networks at the same MACs ({task.space} space, "
+             "{task.image_size} px, children retrained {task.train_steps} steps)",
+             "searched {searched.top1_mean:.1%}; {random.runs} runs of random children "
+             "{random.top1_mean:.1%} +- {random.top1_std:.1%}; search without LightNL "
+             "candidates {no_lightnl.top1_mean:.1%}; search on shuffled labels "
+             "{shuffled_labels.top1_mean:.1%}",
+             "search_quality"),
+    Headline("Cost of a search step ({settings.space} space)",
+             "a supernet step takes {search_cost_ratio:.2f}x the step of the largest child",
+             "search_cost"),
+    Headline("Latency tables: predicted vs measured, {results.int8.children} demo children",
+             "within +-10%: float32 {results.float32.predictor.within_10pct:.0%}, int8 "
+             "{results.int8.predictor.within_10pct:.0%}; RMSPE "
+             "{results.float32.predictor.rmspe:.2%} / {results.int8.predictor.rmspe:.2%} "
+             "(MACs fitted on the same reference children: "
+             "{results.float32.macs_fit_on_reference_children.rmspe:.2%} / "
+             "{results.int8.macs_fit_on_reference_children.rmspe:.2%})",
+             "latency_predictor"),
+    Headline("TFLite full-integer int8, AutoNL-L, 224 px, 1 thread",
+             "{int8_over_float32.int8.autonl_l.1:.2f}x float32's latency; LightNL "
+             "{lightnl_share.int8.1.fastest:.1%} of the int8 latency, "
+             "{lightnl_share.float32.1.fastest:.1%} of float32's",
+             "tflite_latency"),
+)
+
+
+def results_block(results: dict[str, dict]) -> list[str]:
+    """The README's results table (rows of result files that exist)."""
+    lines = ["| result | figure | run |", "|---|---|---|"]
+    for headline in HEADLINES:
+        result = results.get(headline.source)
+        if result is None:
+            continue
+        where = f"benchmarks/results/{headline.source}.json"
+        name = result.get("benchmark") or headline.source
+        cells = [fill(headline.what, result, where), fill(headline.figure, result, where),
+                 f"[{name}]({BENCHMARKS_LINK}#{_anchor(name)})"]
+        lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+    return lines
+
+
+def demo_block(results: dict[str, dict]) -> list[str]:
+    """The summary the first recorded demo run printed, in a code block."""
+    result = results.get("demo_runs")
+    first = (result or {}).get("first_summary")
+    if not first:
+        return ["No demo run is recorded yet: `python benchmarks/demo_runs.py`, then "
+                "`python scripts/render_benchmarks.py`."]
+    caption = fill("The seed-{first_summary.seed} run, one of {aggregate.runs} recorded by "
+                   "`benchmarks/demo_runs.py` (every run and the machine: "
+                   f"[docs/benchmarks.md]({BENCHMARKS_LINK}#demo_runs)):", result,
+                   "benchmarks/results/demo_runs.json")
+    return [caption, "", "```", *str(first["text"]).splitlines(), "```"]
+
+
+README_BLOCKS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
+    "results": results_block, "demo": demo_block}
+
+
+def render_readme(text: str, results: dict[str, dict]) -> str:
+    """``text`` (the README) with each generated block rendered from ``results``."""
+    found = [match.group(2) for match in BLOCK.finditer(text)]
+    unknown = sorted(set(found) - set(README_BLOCKS))
+    if unknown:
+        raise ResultError(f"README.md: unknown generated block(s) {unknown}; known: "
+                          f"{sorted(README_BLOCKS)}")
+    for name in README_BLOCKS:
+        if found.count(name) != 1:
+            raise ResultError(f"README.md: {found.count(name)} '{name}' blocks; it needs one "
+                              f"pair of lines '<!-- {name}:begin ... -->' and '<!-- {name}:end -->'")
+
+    def block(match: re.Match) -> str:
+        body = "\n".join(README_BLOCKS[match.group(2)](results))
+        return f"{match.group(1)}{body}\n{match.group(4)}"
+    return BLOCK.sub(block, text)
+
+
+def _stale(path: str, text: str, results_dir: str) -> bool:
+    """True (and a diff on stderr) when ``path`` is not ``text``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            current = f.read()
+    except FileNotFoundError:
+        current = ""
+    if current == text:
+        return False
+    diff = difflib.unified_diff(current.splitlines(), text.splitlines(),
+                                os.path.relpath(path), "rendered", lineterm="", n=1)
+    sys.stderr.write("\n".join(list(diff)[:60]) + "\n")
+    print(f"{os.path.relpath(path)} is out of date with {os.path.relpath(results_dir)}:"
+          f" run {COMMAND}", file=sys.stderr)
+    return True
+
+
+def _write(path: str, text: str) -> None:
+    # The library's temporary name and rename (autonl_tf.files), without its tf.io.gfile: a
+    # local file needs no TensorFlow.
+    temporary = files.temporary_path(path)
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+    files.commit(temporary, path, durable=True)
+    print(f"wrote {os.path.relpath(path)} ({len(text.splitlines())} lines)")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -196,33 +392,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="exit 1 with a diff if the output file is not what the JSON renders")
     parser.add_argument("--results_dir", default=RESULTS_DIR, help="the result files' folder")
     parser.add_argument("--output", default=OUTPUT, help="the Markdown file")
+    parser.add_argument("--readme", default=None,
+                        help="the README whose generated blocks are rendered (default: README.md "
+                        "when --results_dir is the repository's, else none; '' for none)")
     args = parser.parse_args(argv)
+    if args.readme is None:
+        # Results from another folder never rewrite the repository's README.
+        same = os.path.abspath(args.results_dir) == os.path.abspath(RESULTS_DIR)
+        args.readme = README if same else ""
     try:
         text = render(args.results_dir)
+        readme = None
+        if args.readme:
+            with open(args.readme, encoding="utf-8") as f:
+                readme = render_readme(f.read(), load_results(args.results_dir))
     except ResultError as error:
         print(f"render_benchmarks: error: {error}", file=sys.stderr)
         return 2
+    outputs = [(args.output, text)] + ([(args.readme, readme)] if readme is not None else [])
     if args.check:
-        try:
-            with open(args.output, encoding="utf-8") as f:
-                current = f.read()
-        except FileNotFoundError:
-            current = ""
-        if current == text:
-            return 0
-        diff = difflib.unified_diff(current.splitlines(), text.splitlines(),
-                                    os.path.relpath(args.output), "rendered", lineterm="", n=1)
-        sys.stderr.write("\n".join(list(diff)[:60]) + "\n")
-        print(f"{os.path.relpath(args.output)} is out of date with {os.path.relpath(args.results_dir)}:"
-              f" run {COMMAND}", file=sys.stderr)
-        return 1
-    # The library's temporary name and rename (autonl_tf.files), without its tf.io.gfile: a
-    # local file needs no TensorFlow.
-    temporary = files.temporary_path(args.output)
-    with open(temporary, "w", encoding="utf-8") as f:
-        f.write(text)
-    files.commit(temporary, args.output, durable=True)
-    print(f"wrote {os.path.relpath(args.output)} ({len(text.splitlines())} lines)")
+        stale = [path for path, content in outputs if _stale(path, content, args.results_dir)]
+        return 1 if stale else 0
+    for path, content in outputs:
+        _write(path, content)
     return 0
 
 

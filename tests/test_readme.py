@@ -64,6 +64,17 @@ class Exercise:
 
 
 DEMO_SEARCH = "python search_main.py --config=search:demo --model_dir=/tmp/search_demo"
+# A search cut to 8 steps (4 of warm-up) has learned nothing: it goes on anyway instead of
+# stopping with exit 4 (the learning check has its own tests, tests/test_search_learning.py).
+SHORT_SEARCH = (" --train_steps=8 --config.eval.every_steps=4 --config.eval.steps=1 "
+                "--config.search.bn_recalibration_steps=1 --config.search.stop_if_not_learning=false")
+CPU_TRAIN = ("python train_main.py --config=demo --arch=/tmp/search_demo/arch.txt "
+             "--config.model.width_multiplier=0.25 --model_dir=/tmp/searched_demo")
+BUILD_TABLE = ("python -m autonl_tf.latency.build_table --config=search:demo --mode=int8 --threads=1 "
+               "--output=my_table.json")
+LATENCY_SEARCH = ("python search_main.py --config=search:demo --model_dir=/tmp/search_fast "
+                  "--target_latency_ms=0.055 --latency_table=my_table.json")
+DEMO_LATENCY = "bash scripts/demo.sh --target_latency_ms=0.055 --latency_mode=int8"
 BUILD_TRAIN = ("python -m autonl_tf.data.build_tfrecords --input_dir=photos/train "
                "--output_dir=records --split=train --num_shards=2")
 BUILD_VAL = ("python -m autonl_tf.data.build_tfrecords --input_dir=photos/val --output_dir=records "
@@ -85,8 +96,21 @@ NO_DATA = "does not exist: no file matches"
 
 COMMANDS: dict[str, Exercise] = {
     "bash scripts/demo.sh": Exercise(
-        STATIC, "the whole demo (9 min) runs in CI (.ci/run, --smoke); here: bash -n, and the "
+        STATIC, "the whole demo (6 min) runs in CI (.ci/run, --smoke); here: bash -n, and the "
         "options the README lists are flags of `python -m autonl_tf.pipeline` (its --help)"),
+    DEMO_LATENCY: Exercise(
+        STATIC, "the demo again, searching for a latency: its options are pipeline flags (--help); "
+        "the latency search itself is the search_main.py command below"),
+    BUILD_TABLE: Exercise(
+        RUN, "as written, timed in 1 round of 2 runs with 2 reference children (the table's "
+        "values are not checked here, its format and use are)",
+        subs=(("--output=my_table.json", "--output=my_table.json --rounds=1 --runs_per_round=2 "
+               "--warmup_runs=1 --reference_children=2 --max_reference_error=10"),),
+        expect="wrote my_table.json"),
+    LATENCY_SEARCH: Exercise(
+        RUN, "8 steps on the table built above; the summary sets the target against the "
+        "table's prediction", subs=((LATENCY_SEARCH, LATENCY_SEARCH + SHORT_SEARCH),),
+        needs=(BUILD_TABLE,), expect="supernet held-out top-1"),
     "bash scripts/test.sh": Exercise(
         STATIC, "runs this suite (recursion); here: bash -n, and it runs ruff and pytest"),
     "python -m autonl_tf.profile --model=autonl_l --compare_nl": Exercise(
@@ -123,9 +147,20 @@ COMMANDS: dict[str, Exercise] = {
     "python -m autonl_tf.export --model_dir=runs/photos --export_dir=exports/photos "
     "--tflite=float32": Exercise(
         RUN, "as written", needs=TRAINED, expect="model_float32.tflite"),
-    "python train_main.py --config=autonl_s --tpu=local --data_dir=gs://BUCKET/imagenet "
-    "--model_dir=gs://BUCKET/autonl_s --mode=train_and_eval --iterations_per_loop=1000": Exercise(
+    "python eval_main.py --model_dir=gs://BUCKET/searched_350m --tpu=local": Exercise(
         REFUSED, "no TPU here: refused as documented", expect=NO_TPU),
+    "python search_main.py --config=search --target_flops=350e6 --data_dir=/data/imagenet-tfrecord "
+    "--model_dir=/ckpt/search_350m": Exercise(
+        REFUSED, "the ImageNet search on GPUs is no test; with a data dir holding no shards it must "
+        "be refused, naming the data dir", subs=(("/data/imagenet-tfrecord", "/data/none"),),
+        expect=NO_DATA),
+    CPU_TRAIN: Exercise(
+        RUN, "the searched network of the small demo search, 4 steps instead of 1875",
+        subs=((CPU_TRAIN, CPU_TRAIN + " --train_steps=4"),), needs=(DEMO_SEARCH,),
+        expect="trained to step 4"),
+    "python eval_main.py --model_dir=/tmp/searched_demo": Exercise(
+        RUN, "as written, on the network trained above", needs=(CPU_TRAIN,),
+        expect="600 images, EMA weights"),
     "python train_main.py --config=autonl_l --tpu=my-v3-32 --tpu_zone=europe-west4-a "
     "--gcp_project=my-project --data_dir=gs://BUCKET/imagenet --model_dir=gs://BUCKET/autonl_l":
     Exercise(REFUSED, "the tpu extra is not installed here: refused as documented",
@@ -162,9 +197,7 @@ COMMANDS: dict[str, Exercise] = {
     DEMO_SEARCH: Exercise(
         RUN, "8 steps (4 of warm-up), one held-out batch, one BN recalibration batch; checks "
         "the files the README says it writes",
-        subs=((DEMO_SEARCH, DEMO_SEARCH + " --train_steps=8 --config.eval.every_steps=4 "
-               "--config.eval.steps=1 --config.search.bn_recalibration_steps=1"),),
-        expect="supernet held-out top-1"),
+        subs=((DEMO_SEARCH, DEMO_SEARCH + SHORT_SEARCH),), expect="supernet held-out top-1"),
     EXPORT: Exercise(RUN, "on the small trained model, default modes", subs=ON_TRAINED,
                      needs=TRAINED, expect="model_float32.tflite"),
     WRITE_NPY: Exercise(RUN, "cat.jpg is one of the stand-in photos"),
@@ -200,6 +233,20 @@ def test_every_readme_command_has_an_entry():
     for command in COMMANDS.values():
         assert command.kind in (RUN, REFUSED, STATIC)
         assert all(need in COMMANDS and COMMANDS[need].kind == RUN for need in command.needs)
+
+
+def test_readme_is_a_guide_not_a_notebook():
+    """At most 300 lines, no dates (history is CHANGELOG.md's), figures from result files."""
+    text = _readme_text()
+    assert len(text.splitlines()) <= 300, "README.md is over 300 lines: move details to docs/"
+    dated = [line for line in text.splitlines()
+             if re.search(r"20[0-9]{2}-[01][0-9]-[0-3][0-9]", line)]
+    assert not dated, f"dated lines belong in CHANGELOG.md: {dated}"
+    for block in ("results", "demo"):  # rendered by scripts/render_benchmarks.py
+        assert len(re.findall(rf"^<!-- {block}:begin .*-->$", text, re.M)) == 1, block
+        assert len(re.findall(rf"^<!-- {block}:end -->$", text, re.M)) == 1, block
+    for link in re.findall(r"\]\(((?:docs/[\w.]+)|CHANGELOG\.md)(?:#[\w-]*)?\)", text):
+        assert (REPO_ROOT / link).is_file(), f"the README links to {link}, which does not exist"
 
 
 def test_extraction_joins_continuations_and_drops_comments():
@@ -309,20 +356,28 @@ def _run_shell(shell: str, work: pathlib.Path) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------------------------------------
 # What some outputs must say (the README's own statements).
 
+# The README's model figures are rendered from benchmarks/results/model_profile.json
+# (tests/test_benchmarks_doc.py: README == rendered JSON); the profiler must agree with it.
+def _model_profile(name: str) -> dict:
+    path = REPO_ROOT / "benchmarks" / "results" / "model_profile.json"
+    return json.loads(path.read_text())["models"][name]
+
+
 def _check_compare_nl(work, output):
     ratios = [float(r) for r in re.findall(r"\s([\d.]+)x$", output, re.M)]
-    low, high = re.search(r"would cost ([\d.]+)x-([\d.]+)x more", _readme_text()).groups()
-    assert f"{min(ratios):.1f}" == low and f"{max(ratios):.0f}" == high, (ratios, low, high)
-    total = re.search(r"\(LightNL: ([\d.]+M) MACs", output).group(1)
-    assert f"cost {total} MACs in all" in _readme_text()
+    recorded = _model_profile("autonl_l")
+    assert min(ratios) == pytest.approx(recorded["conventional_nl_ratio_min"], rel=1e-3)
+    assert max(ratios) == pytest.approx(recorded["conventional_nl_ratio_max"], rel=1e-3)
+    total = re.search(r"\(LightNL: ([\d.]+)M MACs", output).group(1)
+    assert total == f"{recorded['lightnl_mmacs']:.2f}"
 
 
 def _check_profile_json(work, output):
     profile = json.loads(re.search(r"^\{.*\}$", output, re.M).group(0))
-    row = re.search(r"^\| AutoNL-S \| ([\d.]+)M \| 267M \| ([\d.]+)M \|", _readme_text(), re.M)
-    assert row, "the README's model table lost its AutoNL-S row"
-    assert f"{profile['macs'] / 1e6:.2f}" == row.group(1)
-    assert f"{profile['params'] / 1e6:.3f}" == row.group(2)
+    recorded = _model_profile("autonl_s")
+    assert (profile["macs"], profile["params"]) == (recorded["macs"], recorded["params"]), (
+        "the profiler disagrees with benchmarks/results/model_profile.json: run "
+        "python benchmarks/model_profile.py && python scripts/render_benchmarks.py")
 
 
 def _check_profile_arch(work, output):
@@ -339,6 +394,13 @@ def _check_search(work, output):
         assert key in summary
 
 
+def _check_latency_search(work, output):
+    summary = json.loads((work / "tmp/search_fast/search_summary.json").read_text())
+    latency = summary["latency"]
+    assert latency["target_ms"] == 0.055 and latency["predicted_ms"] > 0
+    assert latency["table"].endswith("my_table.json")
+
+
 def _check_shards(prefix):
     def check(work, output):
         out = work / "data/imagenet-tfrecord"
@@ -353,6 +415,7 @@ CHECKS = {
     "python -m autonl_tf.profile --arch_file=runs/demo/search/arch.txt --image_size=32 "
     "--num_classes=10 --width_multiplier=0.25": _check_profile_arch,
     DEMO_SEARCH: _check_search,
+    LATENCY_SEARCH: _check_latency_search,
     "python -m autonl_tf.data.build_tfrecords --input_dir=/data/imagenet/train "
     "--output_dir=/data/imagenet-tfrecord --split=train --num_shards=1024 "
     "--synset_to_text=/data/imagenet/synset_words.txt": _check_shards("train"),
@@ -403,6 +466,9 @@ def test_demo_options_are_pipeline_flags():
     options = re.search(r"Options: (.*?)\.\n", _readme_text(), re.S).group(1)
     names = re.findall(r"`--(\w+)", options)
     assert {"workdir", "target_flops", "seed", "smoke"} <= set(names)
+    for command in README_COMMANDS:
+        if command.startswith("bash scripts/demo.sh "):
+            names += re.findall(r"--(\w+)", command)
     proc = subprocess.run([sys.executable, "-m", "autonl_tf.pipeline", "--help"],
                           cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]  # --help is no error (README exit codes)
