@@ -5,8 +5,8 @@
           experiment)
       ->  recipe (the classifier recipe and its task)
       ->  search, export
-      ->  commands (pipeline, profile, latency: it measures the search space's parts with the
-          export's converter)
+      ->  commands (the programs search_main, train_main, eval_main; pipeline, profile, latency:
+          it measures the search space's parts with the export's converter)
 
 Imports inside functions count too (they are still dependencies), and no two packages may
 import each other, directly or through others. Nothing in the package imports the tests.
@@ -26,6 +26,7 @@ LAYERS = {
     "runner": 3,
     "recipe": 4,
     "search": 5, "export": 5,
+    "search_main": 6, "train_main": 6, "eval_main": 6,
     "pipeline": 6, "profile": 6, "latency": 6, "__init__": 6,
 }
 

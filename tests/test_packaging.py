@@ -82,3 +82,17 @@ def test_installed_package_loads_the_published_models_and_the_repository_configs
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.split()[-2:] == ["16", "autonl_l"]
     assert not os.path.exists(os.path.join(site, "configs"))
+
+
+def test_the_installed_programs_run_as_modules_outside_the_repository(installed, tmp_path):
+    """``python -m autonl_tf.<program>`` needs nothing outside the package: a bad flag is
+    answered by the installed module (exit 2) from a folder that holds no repository."""
+    site, _ = installed
+    env = subprocess_env()
+    env["PYTHONPATH"] = str(site)
+    for program in ("search_main", "train_main", "eval_main", "pipeline"):
+        completed = subprocess.run([sys.executable, "-P", "-m", f"autonl_tf.{program}",
+                                    "--no_such_flag"], cwd=tmp_path, env=env,
+                                   capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 2, (program, completed.stderr[-2000:])
+        assert "Unknown command line flag 'no_such_flag'" in completed.stderr, program

@@ -214,12 +214,14 @@ class ClassifierRestorer:
     """A classifier built once from a model dir's config.json, restorable from any checkpoint.
 
     Continuous evaluation restores each new checkpoint into the same model instead of rebuilding
-    it. Build under ``strategy.scope()`` to evaluate with a distribution strategy.
+    it. Build under ``strategy.scope()`` to evaluate with a distribution strategy. ``spec``: the
+    network of ``config`` already decoded (None: decoded from ``model.arch`` here).
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, dtype_policy: str | None = "float32"):
+    def __init__(self, config: ml_collections.ConfigDict, dtype_policy: str | None = "float32",
+                 spec: ModelSpec | None = None):
         self.config = config
-        self.model = build_classifier(config, dtype_policy=dtype_policy)
+        self.model = build_classifier(config, dtype_policy=dtype_policy, spec=spec)
         self.optimizer = build_optimizer(config)
         # Slots must exist before restore: Keras optimizers create them lazily.
         self.optimizer.build(self.model.trainable_variables)

@@ -64,7 +64,8 @@ class ClassifierTask(experiment.ExperimentTask):
             checkpoints.check_same_model(saved, requested, model_dir)
 
     def restorer(self, saved):
-        return recipe.ClassifierRestorer(saved)
+        # ``expected`` passed `check_saved`: it is the network the model dir holds, decoded.
+        return recipe.ClassifierRestorer(saved, spec=self.expected)
 
 
 def train_experiment(config: ml_collections.ConfigDict, *, model_dir: str,

@@ -89,9 +89,10 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def main_command(binary: str, *args: str) -> list[str]:
-    """``[sys.executable, <repo>/<binary>, *args]``."""
-    return [sys.executable, str(REPO_ROOT / binary), *args]
+def main_command(program: str, *args: str) -> list[str]:
+    """``[sys.executable, -m, autonl_tf.<program>, *args]`` (``program``: 'train_main', ...;
+    a trailing '.py' is dropped): the package's module, as the pipeline starts it."""
+    return [sys.executable, "-m", f"autonl_tf.{program.removesuffix('.py')}", *args]
 
 
 def kill_drill(args: list[str], model_dir: str, num_kills: int, *, seed: int = 0,
