@@ -9,7 +9,8 @@
           it measures the search space's parts with the export's converter)
 
 Imports inside functions count too (they are still dependencies), and no two packages may
-import each other, directly or through others. Nothing in the package imports the tests.
+import each other, directly or through others. Nothing in the package imports the tests, and
+nothing but the config loader looks for files outside the package.
 """
 # bazel: suite=repo
 
@@ -127,3 +128,26 @@ def _all_imports(path: pathlib.Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
             found.add(node.module)
     return found
+
+
+# The modules that locate files from ``__file__``: package data inside autonl_tf, and the config
+# loader, the one place that finds the repository's configs/ folder (what users edit and pass).
+_FILE_USERS = {"models/registry.py": "the architecture files in models/arch/",
+               "latency/committed.py": "the committed latency tables in latency/tables/",
+               "runner/config.py": "configs/ next to the package (a source checkout)"}
+
+
+def test_nothing_but_the_config_loader_looks_outside_the_package():
+    """The installed package depends on no file outside it: no module finds the repository root
+    from ``__file__`` (the pipeline and the tests start ``python -m autonl_tf.<program>``)."""
+    users = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        relative = str(path.relative_to(PACKAGE))
+        assert "REPO_ROOT" not in text, f"{relative} names REPO_ROOT"
+        if "__file__" in text:
+            users[relative] = text
+    assert set(users) == set(_FILE_USERS), sorted(users)
+    for relative, text in users.items():
+        outside = "parents[" in text or "os.path.dirname(os.path.dirname" in text
+        assert outside == (relative == "runner/config.py"), relative
