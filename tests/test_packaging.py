@@ -96,3 +96,10 @@ def test_the_installed_programs_run_as_modules_outside_the_repository(installed,
                                    capture_output=True, text=True, timeout=300)
         assert completed.returncode == 2, (program, completed.stderr[-2000:])
         assert "Unknown command line flag 'no_such_flag'" in completed.stderr, program
+    # Without configs/ the default config cannot load: one flag error naming the fix.
+    completed = subprocess.run([sys.executable, "-P", "-m", "autonl_tf.train_main",
+                                f"--model_dir={tmp_path / 'm'}"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr, completed.stderr
+    assert "--config is required here: the default config 'autonl_s' is in no configs/" \
+        in completed.stderr

@@ -118,7 +118,16 @@ def define_config_flag(name: str = "config", default: str | None = None,
     flag = flag_values[name]
     flag.parser = _NamedConfigParser(flag.parser)
     if default is not None:
-        flag_values.set_default(name, default)
+        try:
+            flag_values.set_default(name, default)
+        except flags.Error:
+            # No configs/ folder here (an installed package run outside the repository): the
+            # program still answers --help and bad flags, and a run without --config is one
+            # flag error naming the fix.
+            flags.register_validator(
+                name, lambda value: value is not None, flag_values=flag_values,
+                message=f"--{name} is required here: the default config {default!r} is in no "
+                        f"configs/ folder (pass --{name}=<file.py>, or set ${CONFIG_DIR_ENV})")
     return holder
 
 
