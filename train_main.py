@@ -1,88 +1,10 @@
-r"""Trains an AutoNL classifier (or any architecture) with the paper's recipe, on TPU/GPU/CPU.
+"""Trains an AutoNL classifier (or any architecture) with the paper's recipe.
 
-    python train_main.py --config=demo --model_dir=/tmp/autonl_demo
-    python train_main.py --config=autonl_s --tpu=my-tpu --data_dir=gs://bucket/imagenet \
-        --model_dir=gs://bucket/autonl_s --use_bfloat16
-    python train_main.py --config=demo --arch=path/to/arch.txt --config.train.train_epochs=5 ...
-
-Rerunning the same command resumes from the last checkpoint in --model_dir. Config keys can be
-overridden with --config.<section>.<key>=<value> (see autonl_tf/training/defaults.py); the Cloud TPU style
-flags below override the corresponding config keys when given.
+The program is the module `autonl_tf.train_main` (``python -m autonl_tf.train_main``, the same
+flags); this file is its entry point at the top of the repository. ``--help`` lists the flags.
 """
 
-from absl import app, flags
-
-from autonl_tf.training import cli
-from autonl_tf.training import config as config_lib
-
-_CONFIG = config_lib.define_config_flag("config", default="autonl_s")
-flags.DEFINE_string("model_dir", None, "Checkpoints, config.json, TensorBoard logs.")
-flags.DEFINE_enum("mode", "train", ["train", "train_and_eval"],
-                  "train, or train and evaluate at every checkpoint (eval_results.json).")
-flags.DEFINE_string("data_dir", None, "Overrides config.data.data_dir.")
-flags.DEFINE_string("arch", None, "Overrides config.model.arch: a model name "
-                    "(autonl_s, autonl_l, mobilenet_v2), an architecture file or block strings.")
-flags.DEFINE_integer("train_steps", None, "Overrides config.train.train_steps.", lower_bound=1)
-flags.DEFINE_float("train_epochs", None, "Overrides config.train.train_epochs.")
-flags.DEFINE_integer("train_batch_size", None, "Global training batch (config.train.batch_size).",
-                     lower_bound=1)
-flags.DEFINE_integer("eval_batch_size", None, "Global eval batch (config.eval.batch_size).",
-                     lower_bound=1)
-flags.DEFINE_integer("iterations_per_loop", None,
-                     "Training steps per host call (config.train.steps_per_loop).", lower_bound=1)
-flags.DEFINE_bool("use_bfloat16", None, "mixed_bfloat16 (config.train.use_bfloat16; default: "
-                  "on TPU only).")
-flags.DEFINE_string("export_dir", None, "Export the final (EMA) model there after training.")
-cli.define_strategy_flags()
-flags.mark_flag_as_required("model_dir")
-
-FLAGS = flags.FLAGS
-
-# flag name -> config key it overrides.
-_FLAG_OVERRIDES = {
-    "data_dir": "data.data_dir",
-    "arch": "model.arch",
-    "train_steps": "train.train_steps",
-    "train_epochs": "train.train_epochs",
-    "train_batch_size": "train.batch_size",
-    "eval_batch_size": "eval.batch_size",
-    "iterations_per_loop": "train.steps_per_loop",
-    "use_bfloat16": "train.use_bfloat16",
-}
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from autonl_tf.export import export_after_run
-    from autonl_tf.training import evaluation, experiment
-
-    config = _CONFIG.value
-    config_lib.apply_overrides(config, {key: getattr(FLAGS, name)
-                                        for name, key in _FLAG_OVERRIDES.items()
-                                        if getattr(FLAGS, name) is not None})
-    strategy = cli.strategy_from_flags()
-    result = experiment.train_experiment(config, model_dir=FLAGS.model_dir,
-                                         strategy=strategy, mode=FLAGS.mode)
-    if result["step"] == result["initial_step"]:
-        print(f"nothing to train: {FLAGS.model_dir} is already at step {result['step']} "
-              f"(train steps {result['config'].train.total_steps}); checkpoint "
-              f"{result['checkpoint']}")
-    else:
-        logs = " ".join(f"{k}={v:.4f}" for k, v in result["train_logs"].items())
-        print(f"trained to step {result['step']} (started at step {result['initial_step']}): "
-              f"{logs}; checkpoint {result['checkpoint']}")
-    if result["eval"]:
-        e = result["eval"]
-        print(f"eval at step {e['step']} ({'EMA' if e['ema'] else 'raw'} weights): "
-              f"{evaluation.describe(e)}")
-    if result["skipped_records"]:
-        print(f"data.skip_corrupt: skipped {sum(result['skipped_records'].values())} damaged "
-              "record(s): " + ", ".join(f"{shard} {count}" for shard, count
-                                        in sorted(result["skipped_records"].items())))
-    export_after_run(FLAGS.model_dir, FLAGS.export_dir,
-                     use_ema=bool(result["config"].eval.use_ema), strategy=strategy)
-
+from autonl_tf.train_main import run
 
 if __name__ == "__main__":
-    cli.run(main)
+    run()

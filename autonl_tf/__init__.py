@@ -9,9 +9,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Commands that load nothing of TensorFlow before their flags are checked: the profiler never
-# needs it; the pipeline (autonl_tf.training.cli.parse_flags) and the export load it quietly
-# once the flags are fine.
-_PARSE_BEFORE_TENSORFLOW = ("autonl_tf.profile", "autonl_tf.pipeline", "autonl_tf.export")
+# needs it; the programs and the pipeline (autonl_tf.runner.cli.parse_flags) and the export load
+# it quietly once the flags are fine.
+_PARSE_BEFORE_TENSORFLOW = ("autonl_tf.profile", "autonl_tf.pipeline", "autonl_tf.export",
+                            "autonl_tf.search_main", "autonl_tf.train_main", "autonl_tf.eval_main")
 
 
 def _command_module() -> str | None:

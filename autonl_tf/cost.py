@@ -8,16 +8,18 @@ that "MACs" means the same thing everywhere. Conventions (those of the AutoNL pa
   element-wise gating and residual adds count 0.
 * Parameters: trainable weights and biases plus BatchNorm gamma/beta (not the moving statistics).
 
-All functions take plain Python numbers and return Python ints, except where noted: the search
-multiplies these constants by its (tensor) indicators.
+A network's cost is read from its plan (`autonl_tf.plan.NetworkPlan`: every layer's map size
+and width-scaled channels), the same plan the builder and the supernet build from. All functions
+take plain Python numbers (or plan layers) and return Python ints, except where noted: the
+search multiplies these constants by its (tensor) indicators.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 
 from autonl_tf.arch import BlockSpec
+from autonl_tf.plan import BlockLayer, NetworkPlan, same_output_size
 
 __all__ = [
     "BlockCost",
@@ -32,22 +34,8 @@ __all__ = [
     "lightnl_params",
     "mixed_kernel_channels",
     "model_cost",
-    "round_filters",
-    "same_output_size",
+    "se_channels",
 ]
-
-
-def round_filters(filters: float, divisor: int = 8) -> int:
-    """MobileNet channel rounding: nearest multiple of `divisor`, never more than 10% down."""
-    rounded = max(divisor, int(filters + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * filters:
-        rounded += divisor
-    return int(rounded)
-
-
-def same_output_size(size: int, stride: int) -> int:
-    """Spatial size after a 'same'-padded convolution of the given stride."""
-    return -(-size // stride)
 
 
 def conv_macs(out_h: int, out_w: int, kernel: int, c_in: int, c_out: int) -> int:
@@ -117,14 +105,9 @@ def conventional_nl_macs(height: int, width: int, channels: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class BlockCost:
-    """MACs and parameters of one (unrolled) block, split by part. Sizes are the block input's."""
+    """MACs and parameters of one (unrolled) block of a plan, split by part."""
 
-    index: int
-    spec: BlockSpec
-    in_size: int
-    out_size: int
-    in_channels: int
-    out_channels: int
+    layer: BlockLayer
     expand_macs: int
     depthwise_macs: int
     se_macs: int
@@ -138,15 +121,38 @@ class BlockCost:
         return (self.expand_macs + self.depthwise_macs + self.se_macs + self.project_macs
                 + self.nonlocal_macs)
 
+    # The plan's figures of the block, for the profiler's table.
+    @property
+    def index(self) -> int:
+        return self.layer.index
 
-def block_cost(spec: BlockSpec, size: int, c_in: int, c_out: int, index: int = 0) -> BlockCost:
-    """Cost of one MBConv block (repeats already unrolled) at input size `size` x `size`.
+    @property
+    def spec(self) -> BlockSpec:
+        return self.layer.block
 
-    `c_in` / `c_out` are the actual (width-multiplied) channels; the expansion and SE widths
-    follow the builder's rules.
-    """
-    out_size = same_output_size(size, spec.stride)
-    expanded = c_in * spec.expand_ratio
+    @property
+    def in_size(self) -> int:
+        return self.layer.in_size
+
+    @property
+    def out_size(self) -> int:
+        return self.layer.out_size
+
+    @property
+    def in_channels(self) -> int:
+        return self.layer.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.layer.out_channels
+
+
+def block_cost(layer: BlockLayer) -> BlockCost:
+    """Cost of one MBConv block of a plan (its input size and width-scaled channels); the
+    expansion, SE and mixed-kernel widths follow the layers' rules."""
+    spec, size, c_in, c_out = layer.block, layer.in_size, layer.in_channels, layer.out_channels
+    out_size = layer.out_size
+    expanded = layer.expanded_channels
     params = 0
     expand = 0
     if spec.expand_ratio != 1:
@@ -164,11 +170,13 @@ def block_cost(spec: BlockSpec, size: int, c_in: int, c_out: int, index: int = 0
     project = conv_macs(out_size, out_size, spec.project_kernel, expanded, c_out)
     params += spec.project_kernel ** 2 * expanded * c_out + 2 * c_out
     nl_macs = nl_params = 0
-    if spec.has_nonlocal:
-        nl_macs = lightnl_macs(out_size, out_size, c_out, spec.nonlocal_ratio, spec.nonlocal_stride)
-        nl_params = lightnl_params(c_out)
-    return BlockCost(index, spec, size, out_size, c_in, c_out, expand, depthwise, se, project,
-                     nl_macs, params + nl_params, nl_params)
+    nonlocal_layer = layer.lightnl
+    if nonlocal_layer is not None:
+        nl_macs = lightnl_macs(nonlocal_layer.size, nonlocal_layer.size, nonlocal_layer.channels,
+                               nonlocal_layer.ratio, nonlocal_layer.stride)
+        nl_params = lightnl_params(nonlocal_layer.channels)
+    return BlockCost(layer, expand, depthwise, se, project, nl_macs, params + nl_params,
+                     nl_params)
 
 
 def se_channels(c_in: int, se_ratio: float) -> int:
@@ -199,38 +207,18 @@ class ModelCost:
                 + self.classifier_params)
 
 
-def model_cost(
-    blocks: Sequence[BlockSpec],
-    image_size: int = 224,
-    num_classes: int = 1000,
-    width_multiplier: float = 1.0,
-    stem_filters: int = 32,
-    head_filters: int = 1280,
-    depth_divisor: int = 8,
-) -> ModelCost:
-    """Analytic cost of the network `autonl_tf.models.build_model` builds from these arguments."""
-    from autonl_tf.arch import expand_repeats  # local: keeps the import graph flat
-
-    def scaled(filters: int) -> int:
-        return round_filters(filters * width_multiplier, depth_divisor)
-
-    size = same_output_size(image_size, 2)
-    stem = scaled(stem_filters)
-    stem_macs = conv_macs(size, size, 3, 3, stem)
-    stem_params = 27 * stem + 2 * stem
-    costs = []
-    c_in = stem
-    for index, spec in enumerate(expand_repeats(blocks)):
-        c_out = scaled(spec.output_filters)
-        cost = block_cost(spec, size, c_in, c_out, index)
-        costs.append(cost)
-        size, c_in = cost.out_size, c_out
-    head = scaled(head_filters)
-    head_macs = conv_macs(size, size, 1, c_in, head) + size * size * head  # conv + global pool
-    head_params = c_in * head + 2 * head
-    classifier_macs = head * num_classes
-    classifier_params = head * num_classes + num_classes
-    return ModelCost(stem_macs, stem_params, tuple(costs), head_macs, head_params,
-                     classifier_macs, classifier_params)
-
-
+def model_cost(plan: NetworkPlan) -> ModelCost:
+    """Analytic cost of the network of a plan (what `autonl_tf.models.build_network` builds)."""
+    stem, head = plan.stem, plan.head
+    stem_macs = conv_macs(stem.out_size, stem.out_size, stem.kernel_size, stem.in_channels,
+                          stem.out_channels)
+    stem_params = stem.kernel_size ** 2 * stem.in_channels * stem.out_channels + 2 * stem.out_channels
+    size = head.in_size
+    head_macs = (conv_macs(size, size, head.kernel_size, head.in_channels, head.out_channels)
+                 + size * size * head.out_channels)  # conv + global pool
+    head_params = head.kernel_size ** 2 * head.in_channels * head.out_channels + 2 * head.out_channels
+    classifier = plan.classifier
+    classifier_macs = classifier.channels * classifier.num_classes
+    classifier_params = classifier.channels * classifier.num_classes + classifier.num_classes
+    return ModelCost(stem_macs, stem_params, tuple(block_cost(b) for b in plan.blocks),
+                     head_macs, head_params, classifier_macs, classifier_params)

@@ -4,8 +4,9 @@
     python -m autonl_tf.pipeline --workdir=runs/smoke --smoke   # CI size, a few minutes
     python -m autonl_tf.pipeline --workdir=runs/fast --target_latency_ms=0.055 --latency_mode=int8
 
-Each stage runs the project's own command-line tool in a subprocess (exactly what a user would
-type, printed before it runs), so the pipeline exercises the binaries end to end. Rerunning the
+Each stage runs one of the package's programs in a subprocess (``python -m autonl_tf.search_main``,
+``autonl_tf.train_main``, ``autonl_tf.eval_main``, ``autonl_tf.export``: exactly what a user
+would type, printed before it runs), so the pipeline exercises the programs end to end. Rerunning the
 same command resumes: every stage resumes from its checkpoints or finds its work done. The run
 ends with a summary of the searched network, its accuracy, the TFLite latency and every artefact.
 
@@ -62,7 +63,6 @@ flags.DEFINE_string("latency_table", None, "Latency table of the device to searc
                     "the committed demo table of --latency_mode, measured on the machine named "
                     "in it; build one for yours with python -m autonl_tf.latency.build_table).")
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE_SEARCH_STEPS = 1000
 # Written into --workdir at the end of a run: the figures of the printed summary that no stage
 # writes elsewhere (stage times, TFLite latencies and sizes) and the summary text itself, for
@@ -136,11 +136,12 @@ def run_stage(stage: Stage, index: int, total: int) -> None:
         print(f"\n[{index}/{total}] {stage.name}: skipped, {reason}", flush=True)
         return
     print(f"\n[{index}/{total}] {stage.name}\n$ {shlex.join(stage.argv)}", flush=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    # The stages are modules of this package (``python -m autonl_tf.<program>``): they import
+    # autonl_tf as this process did (same interpreter, working directory and PYTHONPATH).
+    env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     start = time.monotonic()
-    result = subprocess.run(stage.argv, cwd=REPO_ROOT, env=env)
+    result = subprocess.run(stage.argv, env=env)
     stage.seconds = time.monotonic() - start
     if result.returncode != 0:
         raise StageError(f"stage '{stage.name}' failed (exit {result.returncode}); its output is "
@@ -161,8 +162,8 @@ class SearchSetting:
 def demo_search_setting() -> SearchSetting:
     """Image size, width and feasible MACs range of the ``search:demo`` config."""
     from autonl_tf.data import prepare
+    from autonl_tf.runner.config import load_config
     from autonl_tf.search import SearchCost, space_from_config
-    from autonl_tf.training.config import load_config
 
     config = load_config("search:demo")
     data = prepare(config.data)
@@ -193,9 +194,9 @@ def demo_latency_setting(table_path: str | None, mode: str) -> LatencySetting:
     from autonl_tf.data import prepare
     from autonl_tf.latency.committed import demo_table
     from autonl_tf.latency.measure import measurable_here
+    from autonl_tf.runner.config import load_config
     from autonl_tf.search import space_from_config
     from autonl_tf.search.latency_cost import LatencyCost, LatencyTable
-    from autonl_tf.training.config import load_config
 
     config = load_config("search:demo")
     data = prepare(config.data)
@@ -214,7 +215,8 @@ def retrain_command(python: str, search_dir: str, train_dir: str, setting: Searc
     At the search's resolution and width (the target is a MACs count of that network), with the
     demo's recipe (configs/demo.py).
     """
-    command = [python, "train_main.py", "--config=demo", f"--arch={search_dir}/arch.txt",
+    command = [python, "-m", "autonl_tf.train_main", "--config=demo",
+               f"--arch={search_dir}/arch.txt",
                f"--model_dir={train_dir}", f"--config.data.image_size={setting.image_size}",
                f"--config.model.width_multiplier={setting.width_multiplier}"]
     if train_steps:
@@ -444,7 +446,8 @@ def main(argv):
     # relation, and its near-tied logits would make the int8 verification meaningless.
     train_steps = FLAGS.train_steps
     search_dir, train_dir, export_dir = (os.path.join(workdir, d) for d in ("search", "train", "export"))
-    search = [python, "search_main.py", "--config=search:demo", f"--model_dir={search_dir}"]
+    search = [python, "-m", "autonl_tf.search_main", "--config=search:demo",
+              f"--model_dir={search_dir}"]
     if latency is not None:
         search += [f"--target_latency_ms={FLAGS.target_latency_ms:g}",
                    f"--latency_table={latency.table_path}",
@@ -459,7 +462,7 @@ def main(argv):
     stages = [
         Stage("search under the " + ("latency" if latency else "MACs") + " target", search),
         Stage("retrain the searched architecture", train),
-        Stage("evaluate (top-1/top-5, EMA weights)", [python, "eval_main.py",
+        Stage("evaluate (top-1/top-5, EMA weights)", [python, "-m", "autonl_tf.eval_main",
                                                       f"--model_dir={train_dir}"],
               already_done=lambda: evaluated_already(train_dir)),
         Stage("export SavedModel + TFLite (verified)",
@@ -485,7 +488,7 @@ def main(argv):
 def run() -> None:
     # The flag parser every autonl_tf command shares: --help exits 0, a bad flag is one line
     # and exit 2.
-    from autonl_tf.training import cli
+    from autonl_tf.runner import cli
 
     app.run(main, flags_parser=cli.parse_flags)
 

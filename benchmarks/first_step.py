@@ -3,7 +3,7 @@
 The training driver runs ``n`` steps in one ``tf.function`` (a ``tf.range`` loop). Written the
 usual way, a first call of the step before the loop gives the loop's result its structure, and
 the graph optimised and instantiated on the first call holds the whole step twice. The driver's
-loop holds it once (`autonl_tf.training.driver._make_train_loop`). This script builds the same
+loop holds it once (`autonl_tf.runner.driver._make_train_loop`). This script builds the same
 supernet twice per round (same seed), runs the first 2-step chunk through each loop, times it
 (tracing + graph optimisation + the two steps), alternating which goes first, and prints the
 median ratio.
@@ -57,7 +57,7 @@ def _step_written_twice(model, strategy):
     """The reference: a first call before the loop, then the loop (the driver until 2026-12-02)."""
     import tensorflow as tf
 
-    from autonl_tf.training import driver
+    from autonl_tf.runner import driver
 
     reduce = driver._replica_reducer(strategy)
 
@@ -96,9 +96,9 @@ def _first_chunk_seconds(space, loop_fn) -> float:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from autonl_tf.runner import driver
     from autonl_tf.search import space_from_config
     from autonl_tf.search import spaces as search_spaces
-    from autonl_tf.training import driver
 
     space = space_from_config(search_spaces.get_config(FLAGS.space))
     loops = {"driver (step once)": driver._make_train_loop,

@@ -8,7 +8,7 @@ interrupted saves; nothing may be left at the end. Prints one line per kill.
 
     python benchmarks/kill_drill.py                  # 10 kills: 68 s on 2 CPU cores
 
-The runs are started by autonl_tf.training.programs (forked from a server that imported
+The runs are started by tests.support.programs (forked from a server that imported
 TensorFlow once); AUTONL_FRESH_PROCESSES=1 starts each in a fresh interpreter (100 s). Measured
 2026-12-02, seed 0: 0 of the 10 kills landed inside a save with the server, 2 with fresh
 interpreters; seeds 1 and 2 with the server: 2 each.
@@ -32,8 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from autonl_tf.training import testing  # noqa: E402
 from benchmarks import record  # noqa: E402
+from tests.support import training as testing  # noqa: E402
 
 flags.DEFINE_integer("num_kills", 10, "SIGKILLs before the final run.")
 flags.DEFINE_integer("seed", 0, "Seed of the kill moments.")
@@ -46,7 +46,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from autonl_tf.training import recipe
+    from autonl_tf.recipe import recipe
 
     root = tempfile.mkdtemp(prefix="kill_drill_")
     data_dir, model_dir = os.path.join(root, "data"), os.path.join(root, "model")
@@ -75,7 +75,7 @@ def main(argv):
                r["resumed_step"]] for r in records],
         notes=f"Each kill lands up to {FLAGS.max_delay_s:g} s after training starts; every rerun "
               "must resume from the last complete checkpoint and remove the _temp directories "
-              "of interrupted saves (autonl_tf.training.testing.kill_drill).")
+              "of interrupted saves (tests.support.training.kill_drill).")
     summary = (f"{len(records)} kills ({during_saves} inside a checkpoint save): every rerun "
                f"resumed from the last complete checkpoint and the final run reached step "
                f"{FLAGS.train_steps}, in {seconds:.0f} s.")

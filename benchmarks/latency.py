@@ -26,9 +26,9 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import autonl_tf  # noqa: F401, E402  (quiet TensorFlow logs)
-from autonl_tf.graph_profile import graph_profiler_macs  # noqa: E402
 from autonl_tf.models import build_model, resolve_model_spec  # noqa: E402
 from benchmarks import record  # noqa: E402
+from tests.support.graph_profile import graph_profiler_macs  # noqa: E402
 
 REFERENCE = "mobilenet_v2"
 

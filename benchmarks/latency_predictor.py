@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import record  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from autonl_tf.training import config as config_lib  # noqa: E402
+from autonl_tf.runner import config as config_lib  # noqa: E402
 
 _CONFIG = config_lib.define_config_flag("config", default="search:demo")
 _MODES = flags.DEFINE_list("modes", ["float32", "int8"], "TFLite modes.")

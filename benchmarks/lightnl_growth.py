@@ -130,7 +130,7 @@ def _low_precision_overflows(model, images: np.ndarray, batch_size: int) -> list
 def main(argv):
     del argv
     from autonl_tf.export.model_dir import eval_images
-    from autonl_tf.training.checkpoints import load_model_for_inference
+    from autonl_tf.recipe.recipe import load_model_for_inference
 
     _, config = load_model_for_inference(FLAGS.model_dir)
     from autonl_tf import data

@@ -25,8 +25,8 @@ Two phases, so that the proxy is fixed before any search runs on it:
     python benchmarks/search_quality.py --phase=searches    # ~60 min on 2 cores
     python benchmarks/search_quality.py --quick --workdir=/tmp/sq_quick   # the code path, minutes
 
-The searches and retrainings are the package's own programs (`search_main.py`,
-`train_main.py --mode=train_and_eval`), run --jobs at a time as subprocesses, with one
+The searches and retrainings are the package's own programs (`python -m autonl_tf.search_main`,
+`autonl_tf.train_main --mode=train_and_eval`), run --jobs at a time as subprocesses, with one
 TensorFlow thread each. The shuffled-label training split is written as real TFRecord shards.
 Results: benchmarks/results/search_quality.json (`record.write_result`).
 """
@@ -78,7 +78,7 @@ IMAGE_SIZE = 32
 
 # A search config without LightNL candidates, written next to the runs (configs are code).
 NO_LIGHTNL_CONFIG = '''
-from autonl_tf.training.config import config_module
+from autonl_tf.runner.config import config_module
 
 
 def get_config():
@@ -113,7 +113,7 @@ def _seeded(seed: int) -> list[str]:
 
 
 def search(job: dict) -> dict:
-    """One search (search_main.py); returns its summary's figures and the child."""
+    """One search (autonl_tf.search_main); returns its summary's figures and the child."""
     model_dir = job["model_dir"]
     summary_path = os.path.join(model_dir, "search_summary.json")
     if not (os.path.exists(summary_path) and os.path.exists(os.path.join(model_dir, "arch.txt"))
@@ -121,7 +121,7 @@ def search(job: dict) -> dict:
         # Evaluations and checkpoints every eighth of the search (250 steps of the demo's 2000):
         # the warm-up ends on one, and its supernet is kept for the ranking diagnostic.
         every = max(1, job["steps"] // 8)
-        argv = ["search_main.py", f"--config={job['config']}", f"--model_dir={model_dir}",
+        argv = ["-m", "autonl_tf.search_main", f"--config={job['config']}", f"--model_dir={model_dir}",
                 f"--target_flops={job['target']}", f"--train_steps={job['steps']}",
                 f"--config.train.checkpoint_every_steps={every}",
                 f"--config.eval.every_steps={every}",
@@ -138,7 +138,7 @@ def search(job: dict) -> dict:
 
 
 def retrain(job: dict) -> dict:
-    """One retraining (train_main.py --mode=train_and_eval); its final EMA top-1."""
+    """One retraining (autonl_tf.train_main --mode=train_and_eval); its final EMA top-1."""
     model_dir, steps = job["model_dir"], job["steps"]
     results = os.path.join(model_dir, "eval_results.json")
 
@@ -153,7 +153,7 @@ def retrain(job: dict) -> dict:
         arch_file = os.path.join(model_dir, "arch.txt")
         with open(arch_file, "w") as f:
             f.write("\n".join(job["arch"]) + "\n")
-        argv = ["train_main.py", "--config=demo", f"--arch={arch_file}",
+        argv = ["-m", "autonl_tf.train_main", "--config=demo", f"--arch={arch_file}",
                 f"--model_dir={model_dir}", "--mode=train_and_eval", f"--train_steps={steps}",
                 f"--config.model.width_multiplier={WIDTH}",
                 f"--config.data.image_size={IMAGE_SIZE}",
@@ -173,7 +173,7 @@ def run_all(function, jobs: list[dict]) -> list[dict]:
 # -- the proxy -------------------------------------------------------------------------------
 
 def demo_defaults() -> tuple[float, int]:
-    from autonl_tf.training.config import config_module
+    from autonl_tf.runner.config import config_module
 
     config = config_module("search").get_config("demo")
     return float(config.search.target_flops), int(config.train.train_steps)
@@ -313,11 +313,11 @@ def supernet_accuracies(search_dir: str, children: list[dict]) -> list[float]:
 
     from autonl_tf import data as data_lib
     from autonl_tf.arch import decode_arch
+    from autonl_tf.runner import checkpoints
     from autonl_tf.search import decisions_for_arch
     from autonl_tf.search.decode import set_decisions
     from autonl_tf.search.experiment import build_supernet, heldout_evaluator
     from autonl_tf.search.space import space_from_config
-    from autonl_tf.training import checkpoints
 
     resolved = checkpoints.load_experiment_config(search_dir)
     space = space_from_config(resolved.search_space)

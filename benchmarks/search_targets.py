@@ -42,12 +42,12 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from autonl_tf.training.config import config_module
+    from autonl_tf.runner.config import config_module
 
     search_config = config_module("search")
+    from autonl_tf.runner.config import apply_overrides
     from autonl_tf.search import SearchCost, space_from_config
     from autonl_tf.search.experiment import search_experiment
-    from autonl_tf.training.config import apply_overrides
 
     output_dir = FLAGS.output_dir or tempfile.mkdtemp(prefix="search_targets_")
     base = search_config.get_config("demo")

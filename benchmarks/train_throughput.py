@@ -1,6 +1,6 @@
 r"""Training throughput of AutoNL-S/L next to keras.applications MobileNetV2 and EfficientNetB0.
 
-Every model is trained by the same driver (`autonl_tf.training.driver.fit`) with the same recipe
+Every model is trained by the same driver (`autonl_tf.runner.driver.fit`) with the same recipe
 pieces (TF1 RMSProp + warm-up/decay schedule, label-smoothed loss, L2 on kernels, weight EMA),
 batch and image size, on a synthetic in-memory batch (so the input pipeline costs nothing). Each
 model runs in its own subprocess so that its memory is measured in isolation: peak GPU memory
@@ -95,15 +95,16 @@ def _benchmark_one(name: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from autonl_tf.training import driver, recipe
-    from autonl_tf.training import strategy as strategy_lib
-    from autonl_tf.training.config import load_config
+    from autonl_tf.recipe import recipe
+    from autonl_tf.runner import driver
+    from autonl_tf.runner import strategy as strategy_lib
+    from autonl_tf.runner.config import load_config
 
     strategy = strategy_lib.create_strategy(tpu=FLAGS.tpu, num_gpus=FLAGS.num_gpus)
     strategy_lib.per_replica_batch_size(FLAGS.batch_size, strategy)
     jit = strategy_lib.resolve_jit_compile(FLAGS.jit_compile, strategy)
     total = FLAGS.warmup_steps + FLAGS.steps
-    # The recipe of autonl_tf/training/defaults.py with this benchmark's batch and length.
+    # The recipe of autonl_tf/recipe/defaults.py with this benchmark's batch and length.
     config = ml_collections.ConfigDict(load_config("autonl_s").to_dict())
     config.train.batch_size = FLAGS.batch_size
     config.train.steps_per_epoch = max(1, total)
@@ -227,7 +228,7 @@ def _write_result(results: list[dict], setting: str) -> str:
                ratios[r["model"]], r["step_ms"], r.get(memory_key)] for r in results],
         formats=["", ".2f", ".1f", ".2f", ".1f", ".0f"],
         notes=f"Images/s over {FLAGS.steps} timed steps after {FLAGS.warmup_steps} untimed ones, "
-              "each model in its own process, trained by autonl_tf.training.driver.fit on one "
+              "each model in its own process, trained by autonl_tf.runner.driver.fit on one "
               "synthetic in-memory batch; ratio to MobileNetV2 (keras.applications) of the "
               "same run.")
     found = [f"{MODELS[name]} {ratio:.2f}x" for name, ratio in ratios.items()

@@ -1,6 +1,6 @@
 """AutoNL-L retrained with the paper's recipe on ImageNet."""
 
-from autonl_tf.training.defaults import get_base_config
+from autonl_tf.recipe.defaults import get_base_config
 
 
 def get_config():

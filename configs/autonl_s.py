@@ -4,7 +4,7 @@ r"""AutoNL-S retrained with the paper's recipe on ImageNet.
         --model_dir=gs://.../autonl_s --use_bfloat16
 """
 
-from autonl_tf.training.defaults import get_base_config
+from autonl_tf.recipe.defaults import get_base_config
 
 
 def get_config():

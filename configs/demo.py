@@ -19,7 +19,7 @@ recipe too, at the search's width x0.25: the searched networks of the 'demo' sea
         --config.model.width_multiplier=0.25 --model_dir=/tmp/autonl_searched
 """
 
-from autonl_tf.training.defaults import get_base_config
+from autonl_tf.recipe.defaults import get_base_config
 
 # Stem 32 -> 16 (e1) -> 24 (/2, LightNL) -> 40 (/2, SE, LightNL stride 2) -> 80 (/2, SE, LightNL).
 DEMO_ARCH = " ".join([

@@ -5,7 +5,7 @@ comparison isolates the architecture. (MobileNetV2's own paper used a different 
 reports 72.0% top-1.) MobileNetV2 uses no stochastic depth and ReLU6.
 """
 
-from autonl_tf.training.defaults import get_base_config
+from autonl_tf.recipe.defaults import get_base_config
 
 
 def get_config():

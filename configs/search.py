@@ -11,7 +11,7 @@ NAS), 'demo' (the embedded dataset at 32 px, the 'demo' space: about two minutes
 the supernet's held-out top-1 is printed at the end of the warm-up and of the search: 44-85% and
 78-95% in the runs of docs/search.md, against 10% for chance).
 
-Sections ``model``, ``data``, ``train`` and ``eval`` are those of ``autonl_tf/training/defaults.py`` less the
+Sections ``model``, ``data``, ``train`` and ``eval`` are those of ``autonl_tf/recipe/defaults.py`` less the
 keys the search does not use (``model.arch``, ``model.drop_connect_rate``, the EMA keys,
 ``train.debug_nan_at_step``, ``eval.use_ema``, ``eval.timeout_s``): setting one of those is an
 error. ``eval`` sets the held-out evaluation of the supernet (its current child, on the eval
@@ -58,13 +58,13 @@ and ``every_steps`` (0 = at every checkpoint; the end of the warm-up is always e
 
 import ml_collections
 
+from autonl_tf.recipe.defaults import get_base_config
 from autonl_tf.search import spaces
-from autonl_tf.training.defaults import get_base_config
 
 VARIANTS = ("imagenet", "demo")
 
 
-# Keys of autonl_tf/training/defaults.py that the search does not read (the supernet has no EMA, no stochastic
+# Keys of autonl_tf/recipe/defaults.py that the search does not read (the supernet has no EMA, no stochastic
 # depth and no architecture of its own): they are removed, so that setting one is an error.
 UNUSED_KEYS = ("model.arch", "model.drop_connect_rate", "train.use_ema", "train.ema_decay",
                "train.ema_dynamic_decay", "train.debug_nan_at_step", "eval.use_ema",

@@ -18,7 +18,7 @@ fi
 # pytest spreads the slow tier's files over pytest-xdist workers, one more than cores (at most
 # 5), so that a core has work while a worker waits for a program it started (2 cores: 210-236 s
 # with 3 workers, 242 s with 4; both cores are 94-97% busy). The programs are forked from a
-# server that imported TensorFlow once (autonl_tf/training/programs.py).
+# server that imported TensorFlow once (tests/support/programs.py).
 # Bazel runs the fast tier, one target (a suite of test files) per core. The two tiers side by
 # side took as long as one after the other (433 s vs 428 s): the cores are busy either way.
 slow_workers=$(( $(nproc) + 1 < 5 ? $(nproc) + 1 : 5 ))

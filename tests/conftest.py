@@ -7,7 +7,7 @@ Shared fixtures are read-only: a test that changes a shared model dir works on a
 run the command-line programs as subprocesses, and in-process tests that search, train or
 XLA-compile a network for several seconds, are marked ``slow``; a file of only such tests with
 ``pytestmark = pytest.mark.slow`` and the Bazel tag ``slow`` (tests/test_build_sync.py).
-End-to-end tests start the programs with ``autonl_tf.training.programs.run``/``Popen``
+End-to-end tests start the programs with ``tests.support.programs.run``/``Popen``
 (subprocess's arguments; forked from a server that imported TensorFlow once, or a fresh
 interpreter with AUTONL_FRESH_PROCESSES=1).
 """
@@ -115,9 +115,10 @@ def _built_once(tmp_path_factory, name: str, build: Callable[[pathlib.Path], Non
 @pytest.fixture(scope="session")
 def embedded_data_dir(tmp_path_factory) -> str:
     """Root dir (``data.data_dir``) holding the small embedded set of
-    `autonl_tf.training.testing.tiny_config`, built here (once per run) so that tests and their
+    `tests.support.training.tiny_config`, built here (once per run) so that tests and their
     subprocesses only read it."""
-    from autonl_tf.training import recipe, testing
+    from autonl_tf.recipe import recipe
+    from tests.support import training as testing
 
     def build(root: pathlib.Path) -> None:
         recipe.resolve_experiment(testing.tiny_config(str(root)))  # prepares (builds) the data
@@ -134,10 +135,12 @@ def tiny_trained(embedded_data_dir, tmp_path_factory) -> tuple[pathlib.Path, dic
     import numpy as np
     import tensorflow as tf
 
-    from autonl_tf.training import checkpoints, experiment, testing
+    from autonl_tf.recipe.task import train_experiment
+    from autonl_tf.runner import checkpoints
+    from tests.support import training as testing
 
     def build(path: pathlib.Path) -> None:
-        result = experiment.train_experiment(
+        result = train_experiment(
             testing.tiny_config(embedded_data_dir, train_steps=8), model_dir=str(path / "model"),
             strategy=tf.distribute.get_strategy(), mode="train_and_eval")
         model = result["model"]
@@ -156,12 +159,12 @@ def tiny_trained(embedded_data_dir, tmp_path_factory) -> tuple[pathlib.Path, dic
 
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory):
-    """`autonl_tf.export.testing.train_demo_model` at 32 px (60 steps), trained once per run
+    """`tests.support.demo_model.train_demo_model` at 32 px (60 steps), trained once per run
     (~13 CPU-s, nearly all of it tracing the training step) and loaded from its weights: the
     trained network the export tests convert; do not change its weights."""
     import numpy as np
 
-    from autonl_tf.export import testing
+    from tests.support import demo_model as testing
 
     def build(path: pathlib.Path) -> None:
         np.savez(path / "weights.npz", *testing.train_demo_model(32).get_weights())

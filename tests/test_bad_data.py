@@ -23,8 +23,11 @@ from PIL import Image
 
 from autonl_tf import data
 from autonl_tf.data import build_tfrecords, diagnose
-from autonl_tf.training import experiment, programs, testing
-from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env, to_flags
+from autonl_tf.recipe import task
+from autonl_tf.runner import experiment
+from tests.support import programs
+from tests.support import training as testing
+from tests.support.training import REPO_ROOT, main_command, subprocess_env, to_flags
 
 NUM_CLASSES = 3
 DAMAGED_SHARD = "train-00001-of-00002"
@@ -106,7 +109,7 @@ CASES = {
 def _config(data_dir: str, train_steps: int = 4, **extra):
     overrides = testing.tiny_overrides(data_dir, train_steps, **extra)
     overrides = {k: v for k, v in overrides.items() if not k.startswith("data.embedded.")}
-    from autonl_tf.training.config import load_config
+    from autonl_tf.runner.config import load_config
 
     return load_config("demo", overrides)
 
@@ -139,7 +142,7 @@ def test_skip_corrupt_skips_and_counts_per_shard(own_data, tmp_path):
 def test_training_with_skip_corrupt_reports_skipped_records(own_data, tmp_path):
     data_dir, _ = damaged_copy(own_data, str(tmp_path / "d"), "label_too_big")
     model_dir = str(tmp_path / "m")
-    result = experiment.train_experiment(
+    result = task.train_experiment(
         _config(data_dir, data__skip_corrupt=True), model_dir=model_dir,
         strategy=tf.distribute.get_strategy())
     assert result["step"] == 4
@@ -168,13 +171,13 @@ def test_one_model_dir_resumes_across_data_changes_and_failures(own_data, tmp_pa
     killed mid-save left a temp dir; the next run, with skip_corrupt, removes it and resumes;
     evaluation writes strict JSON."""
     model_dir = tmp_path / "m"
-    first = experiment.train_experiment(_config(own_data, 2), model_dir=str(model_dir),
+    first = task.train_experiment(_config(own_data, 2), model_dir=str(model_dir),
                                         strategy=tf.distribute.get_strategy())
     assert first["step"] == 2
     config_text = (model_dir / "config.json").read_text()
     missing = str(tmp_path / "no_such_dir")
     with pytest.raises(data.DataError):
-        experiment.train_experiment(
+        task.train_experiment(
             _config(own_data, 4, data__dataset="imagenet", data__data_dir=missing,
                     data__num_classes=NUM_CLASSES),
             model_dir=str(model_dir), strategy=tf.distribute.get_strategy())
@@ -183,13 +186,14 @@ def test_one_model_dir_resumes_across_data_changes_and_failures(own_data, tmp_pa
     litter = model_dir / "ckpt-3_temp"
     litter.mkdir()
     (litter / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"half a save")
-    second = experiment.train_experiment(_config(own_data, 4, data__skip_corrupt=True),
+    second = task.train_experiment(_config(own_data, 4, data__skip_corrupt=True),
                                          model_dir=str(model_dir),
                                          strategy=tf.distribute.get_strategy())
     assert (second["initial_step"], second["step"]) == (2, 4) and not litter.exists()
     assert second["skipped_records"] == {}
 
-    experiment.evaluate_experiment(str(model_dir), strategy=tf.distribute.get_strategy())
+    experiment.evaluate_experiment(str(model_dir), task=task.ClassifierTask(),
+                                   strategy=tf.distribute.get_strategy())
 
     def reject(constant):
         raise ValueError(f"non-standard JSON constant {constant}")

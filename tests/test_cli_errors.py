@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 
 from autonl_tf import _startup
-from autonl_tf.training import programs
-from autonl_tf.training import strategy as strategy_lib
-from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env
+from autonl_tf.runner import strategy as strategy_lib
+from tests.support import programs
+from tests.support.training import REPO_ROOT, main_command, subprocess_env
 
 pytestmark = pytest.mark.slow
 

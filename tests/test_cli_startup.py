@@ -2,7 +2,8 @@
 
 A bad flag, an unknown config key or a bad ``--tflite`` mode is answered in a fraction of a
 second (exit 2, one line), ``--help`` too, and the profiler never loads TensorFlow. Checked on
-the real commands, as subprocesses, with Python's ``-X importtime`` report of what they imported.
+the real commands (the top-level entry points and the package's modules), as subprocesses,
+with Python's ``-X importtime`` report of what they imported.
 """
 # bazel: suite=repo
 
@@ -14,7 +15,7 @@ import sys
 import pytest
 
 from autonl_tf import _startup
-from autonl_tf.training.testing import REPO_ROOT, subprocess_env
+from tests.support.training import REPO_ROOT, subprocess_env
 
 
 def _run_and_imports(args: list[str]) -> tuple[subprocess.CompletedProcess, set[str]]:
@@ -30,7 +31,11 @@ def _run_and_imports(args: list[str]) -> tuple[subprocess.CompletedProcess, set[
      "unknown --config key 'train.batch_sise' (did you mean 'train.batch_size'?)"),
     (["search_main.py", "--config=search:demo", "--model_dir=m", "--config.model.arch=x"], 2,
      "unknown --config key 'model.arch'"),
+    (["-m", "autonl_tf.search_main", "--config=search:demo", "--model_dir=m",
+      "--target_flops=abc"], 2, "flag --target_flops=abc"),
     (["eval_main.py", "--model_dir=m", "--no_such_flag"], 2, "Unknown command line flag"),
+    (["-m", "autonl_tf.train_main", "--config=demo", "--model_dir=m", "--train_steps=0"], 2,
+     "--train_steps"),
     (["train_main.py", "--config=no_such_config", "--model_dir=m"], 2,
      "unknown config 'no_such_config'"),
     (["-m", "autonl_tf.export", "--model_dir=m", "--export_dir=e", "--tflite=float64"], 2,

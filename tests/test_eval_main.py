@@ -11,8 +11,10 @@ import time
 import pytest
 
 from autonl_tf import files
-from autonl_tf.training import evaluation, programs, testing
-from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env, to_flags
+from autonl_tf.runner import evaluation
+from tests.support import programs
+from tests.support import training as testing
+from tests.support.training import REPO_ROOT, main_command, subprocess_env, to_flags
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from absl import flags
 from autonl_tf.export import SERVING_NORMALIZED, cli
 from autonl_tf.export import saved_model as saved_model_lib
 from autonl_tf.models import resolve_model_spec
-from autonl_tf.training import programs
+from tests.support import programs
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def _run_in_process(*args: str) -> int:
 
 @pytest.mark.slow
 def test_exports_the_ema_weights_with_tflite_models(model_dir, tmp_path):
-    from autonl_tf.training.checkpoints import load_model_for_inference
+    from autonl_tf.recipe.recipe import load_model_for_inference
 
     export_dir = tmp_path / "export"
     # After 8 steps the EMA weights are close to their initial values and the logits nearly

@@ -26,8 +26,8 @@ from autonl_tf.export import (
     SERVING_NORMALIZED,
     export_saved_model,
     read_classifier_metadata,
-    testing,
 )
+from tests.support import demo_model as testing
 
 IMAGE_SIZE = 32
 CROP_PADDING = 16  # the central 2/3 of the shorter side

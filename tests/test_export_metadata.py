@@ -15,8 +15,8 @@ from autonl_tf.export import (
     embed_classifier_metadata,
     export_saved_model,
     read_classifier_metadata,
-    testing,
 )
+from tests.support import demo_model as testing
 
 IMAGE_SIZE = 32
 NUM_IMAGES = 200

@@ -18,10 +18,10 @@ from autonl_tf.export import (
     SERVING_NORMALIZED,
     ExportError,
     export_saved_model,
-    testing,
 )
 from autonl_tf.export import saved_model as saved_model_lib
-from autonl_tf.training import programs
+from tests.support import demo_model as testing
+from tests.support import programs
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32

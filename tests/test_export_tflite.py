@@ -19,7 +19,6 @@ from autonl_tf.export import (
     convert_to_tflite,
     export_saved_model,
     parse_tflite_modes,
-    testing,
     tflite_logits,
     tflite_op_codes,
     xnnpack_partitions,
@@ -27,6 +26,7 @@ from autonl_tf.export import (
 from autonl_tf.export.products import check_int8_products, lightnl_products_of
 from autonl_tf.export.tflite import activation_ranges, tflite_input
 from autonl_tf.models import build_model, resolve_model_spec
+from tests.support import demo_model as testing
 
 IMAGE_SIZE = 32
 # Minimum top-1 agreement with TensorFlow on the 200 verification images of the trained demo

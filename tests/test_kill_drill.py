@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from autonl_tf.training import testing
+from tests.support import training as testing
 
 pytestmark = pytest.mark.slow
 

@@ -1,11 +1,16 @@
 """The package's layering, checked from the source: no module imports a layer above its own.
 
-    foundation (errors, files, arch, cost, data)  ->  layers  ->  models  ->  training
-      ->  search, export  ->  commands (pipeline, profile, latency: it measures the search
-      space's parts with the export's converter)
+    foundation (errors, files, arch, plan, cost, data)  ->  layers  ->  models
+      ->  runner (the run machinery: config, cli, strategy, driver, checkpoints, evaluation,
+          experiment)
+      ->  recipe (the classifier recipe and its task)
+      ->  search, export
+      ->  commands (the programs search_main, train_main, eval_main; pipeline, profile, latency:
+          it measures the search space's parts with the export's converter)
 
 Imports inside functions count too (they are still dependencies), and no two packages may
-import each other, directly or through others.
+import each other, directly or through others. Nothing in the package imports the tests, and
+nothing but the config loader looks for files outside the package.
 """
 # bazel: suite=repo
 
@@ -16,12 +21,14 @@ PACKAGE = pathlib.Path(__file__).absolute().parent.parent / "autonl_tf"
 
 # Top-level module or subpackage of autonl_tf -> its layer (higher may import lower or equal).
 LAYERS = {
-    "_startup": 0, "_lazy": 0, "errors": 0, "files": 0, "arch": 0, "cost": 0, "data": 0,
+    "_startup": 0, "_lazy": 0, "errors": 0, "files": 0, "arch": 0, "plan": 0, "cost": 0, "data": 0,
     "layers": 1,
-    "models": 2, "graph_profile": 2,
-    "training": 3,
-    "search": 4, "export": 4,
-    "pipeline": 5, "profile": 5, "latency": 5, "__init__": 5,
+    "models": 2,
+    "runner": 3,
+    "recipe": 4,
+    "search": 5, "export": 5,
+    "search_main": 6, "train_main": 6, "eval_main": 6,
+    "pipeline": 6, "profile": 6, "latency": 6, "__init__": 6,
 }
 
 
@@ -92,12 +99,55 @@ def test_no_two_packages_depend_on_each_other():
 
 def test_the_check_sees_an_upward_import_inside_a_function(tmp_path):
     """What this package once had: data -> training and training -> export, hidden in
-    functions."""
+    functions (training: the runner and the recipe's package then)."""
     root = tmp_path / "autonl_tf"
-    for source, target in (("data", "training"), ("training", "export")):
+    for source, target in (("data", "runner"), ("runner", "export")):
         (root / source).mkdir(parents=True)
         (root / source / "__init__.py").write_text("")
         (root / source / "x.py").write_text(
             f"def f():\n    from autonl_tf.{target} import something\n")
     upward = _upward(_edges(root))
-    assert len(upward) == 2 and "data (layer 0) imports training (layer 3)" in upward[0]
+    assert len(upward) == 2 and "data (layer 0) imports runner (layer 3)" in upward[0]
+
+
+def test_the_runner_knows_no_model_and_nothing_imports_the_tests():
+    """The runner is the machinery any task runs on: it imports no recipe, search or export
+    (nor models: a task brings its own); the installed package never imports ``tests``."""
+    runner_imports = {target for (source, target) in _edges() if source == "runner"}
+    assert not runner_imports & {"models", "recipe", "search", "export", "layers"}, runner_imports
+    for path in sorted(PACKAGE.rglob("*.py")):
+        test_imports = [m for m in _all_imports(path) if m.split(".")[0] in ("tests", "benchmarks")]
+        assert not test_imports, f"{path.relative_to(PACKAGE)} imports {test_imports}"
+
+
+def _all_imports(path: pathlib.Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module)
+    return found
+
+
+# The modules that locate files from ``__file__``: package data inside autonl_tf, and the config
+# loader, the one place that finds the repository's configs/ folder (what users edit and pass).
+_FILE_USERS = {"models/registry.py": "the architecture files in models/arch/",
+               "latency/committed.py": "the committed latency tables in latency/tables/",
+               "runner/config.py": "configs/ next to the package (a source checkout)"}
+
+
+def test_nothing_but_the_config_loader_looks_outside_the_package():
+    """The installed package depends on no file outside it: no module finds the repository root
+    from ``__file__`` (the pipeline and the tests start ``python -m autonl_tf.<program>``)."""
+    users = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        relative = str(path.relative_to(PACKAGE))
+        assert "REPO_ROOT" not in text, f"{relative} names REPO_ROOT"
+        if "__file__" in text:
+            users[relative] = text
+    assert set(users) == set(_FILE_USERS), sorted(users)
+    for relative, text in users.items():
+        outside = "parents[" in text or "os.path.dirname(os.path.dirname" in text
+        assert outside == (relative == "runner/config.py"), relative

@@ -19,9 +19,9 @@ import tensorflow as tf
 
 from autonl_tf import data
 from autonl_tf.data import writer
-from autonl_tf.export.testing import demo_images, demo_spec, encode_images
 from autonl_tf.layers.lightnl import LightNL
 from autonl_tf.models.builder import build_model
+from tests.support.demo_model import demo_images, demo_spec, encode_images
 
 MEAN_RGB = np.array([124, 116, 104], np.uint8)  # ~ImageNet mean: normalises to ~0
 
@@ -64,7 +64,7 @@ def test_served_image_gets_finite_probabilities_or_valid_false(diverging_model, 
 
 def test_evaluation_counts_nonfinite_rows_and_writes_strict_json(diverging_model, two_images,
                                                                  tmp_path):
-    from autonl_tf.training import evaluation
+    from autonl_tf.runner import evaluation
 
     images = np.asarray(data.normalize(two_images))
     dataset = tf.data.Dataset.from_tensors((images, tf.constant([3, 3]), tf.constant([1.0, 1.0])))
@@ -101,7 +101,9 @@ def test_export_refuses_a_model_with_nonfinite_outputs(diverging_model, two_imag
 
 @pytest.mark.slow
 def test_nan_guard_covers_the_ema_weights(embedded_data_dir, tmp_path):
-    from autonl_tf.training import driver, recipe, testing
+    from autonl_tf.recipe import recipe
+    from autonl_tf.runner import driver
+    from tests.support import training as testing
 
     config = recipe.resolve_experiment(testing.tiny_config(embedded_data_dir))
     model = recipe.build_classifier(config, "float32")
@@ -109,7 +111,7 @@ def test_nan_guard_covers_the_ema_weights(embedded_data_dir, tmp_path):
 
     class PoisonEma(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            from autonl_tf.training.checkpoints import moving_average_variables
+            from autonl_tf.runner.checkpoints import moving_average_variables
 
             average = moving_average_variables(self.model)[0]
             average.assign(tf.fill(average.shape, float("nan")))

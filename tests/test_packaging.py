@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from autonl_tf.training.testing import REPO_ROOT, subprocess_env
+from tests.support.training import REPO_ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_installed_package_loads_the_published_models_and_the_repository_configs
         "import autonl_tf, os, sys\n"
         f"assert autonl_tf.__file__.startswith({str(site)!r}), autonl_tf.__file__\n"
         "from autonl_tf.models import list_models, resolve_model_spec\n"
-        "from autonl_tf.training.config import load_config\n"
+        "from autonl_tf.runner.config import load_config\n"
         "assert list_models() == ['autonl_l', 'autonl_s', 'mobilenet_v2'], list_models()\n"
         "assert len(resolve_model_spec('autonl_s').blocks) > 10\n"
         "from autonl_tf.latency.committed import demo_table\n"
@@ -82,3 +82,24 @@ def test_installed_package_loads_the_published_models_and_the_repository_configs
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.split()[-2:] == ["16", "autonl_l"]
     assert not os.path.exists(os.path.join(site, "configs"))
+
+
+def test_the_installed_programs_run_as_modules_outside_the_repository(installed, tmp_path):
+    """``python -m autonl_tf.<program>`` needs nothing outside the package: a bad flag is
+    answered by the installed module (exit 2) from a folder that holds no repository."""
+    site, _ = installed
+    env = subprocess_env()
+    env["PYTHONPATH"] = str(site)
+    for program in ("search_main", "train_main", "eval_main", "pipeline"):
+        completed = subprocess.run([sys.executable, "-P", "-m", f"autonl_tf.{program}",
+                                    "--no_such_flag"], cwd=tmp_path, env=env,
+                                   capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 2, (program, completed.stderr[-2000:])
+        assert "Unknown command line flag 'no_such_flag'" in completed.stderr, program
+    # Without configs/ the default config cannot load: one flag error naming the fix.
+    completed = subprocess.run([sys.executable, "-P", "-m", "autonl_tf.train_main",
+                                f"--model_dir={tmp_path / 'm'}"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr, completed.stderr
+    assert "--config is required here: the default config 'autonl_s' is in no configs/" \
+        in completed.stderr

@@ -45,7 +45,7 @@ def test_supernet_requirement_and_summary_line(tmp_path):
 def test_retraining_uses_the_demo_recipe_at_the_search_width():
     setting = pipeline.SearchSetting(32, 0.25, (1, 2))
     command = pipeline.retrain_command("python", "w/search", "w/train", setting, seed=3)
-    assert command[:3] == ["python", "train_main.py", "--config=demo"]
+    assert command[:4] == ["python", "-m", "autonl_tf.train_main", "--config=demo"]
     assert {"--arch=w/search/arch.txt", "--config.model.width_multiplier=0.25",
             "--config.data.image_size=32", "--config.train.seed=3"} <= set(command)
     assert not any(arg.startswith("--train_steps") for arg in command)

@@ -9,10 +9,9 @@ import sys
 
 import pytest
 
-from autonl_tf import cost
-from autonl_tf.graph_profile import graph_profiler_macs
 from autonl_tf.models import build_model, resolve_model_spec
 from autonl_tf.profile import profile_dict
+from tests.support.graph_profile import analytic_macs_as_profiled, graph_profiler_macs
 
 REPO = pathlib.Path(__file__).absolute().parent.parent
 
@@ -77,12 +76,6 @@ def test_cost_model_matches_tensorflow_graph_profiler(arch):
     size, classes, width = 64, 10, 0.5
     model = build_model(spec, num_classes=classes, image_size=size, width_multiplier=width)
     measured = graph_profiler_macs(model, size)
-    analytic = spec.cost(size, classes, width)
-    # The LightNL aggregation is einsum -> BatchMatMul; count it only where the profiler does.
-    aggregation = sum(min(cost.lightnl_orders(b.out_size, b.out_size, b.out_channels,
-                                              b.spec.nonlocal_ratio, b.spec.nonlocal_stride))
-                      for b in analytic.blocks if b.spec.has_nonlocal)
-    profiled_batch_matmul = measured.get("BatchMatMulV2", 0) + measured.get("BatchMatMulV3", 0)
-    expected = analytic.macs - (aggregation if profiled_batch_matmul == 0 else 0)
+    expected = analytic_macs_as_profiled(spec.cost(size, classes, width), measured)
     assert "Conv2D" in measured and "DepthwiseConv2dNative" in measured and "MatMul" in measured
     assert sum(measured.values()) == expected

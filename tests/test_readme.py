@@ -35,7 +35,7 @@ import sys
 import numpy as np
 import pytest
 
-from autonl_tf.training import programs
+from tests.support import programs
 
 REPO_ROOT = pathlib.Path(os.path.abspath(__file__)).parents[1]
 README = REPO_ROOT / "README.md"

@@ -12,7 +12,7 @@ seeded too, so each seed is one fixed run.
 import pytest
 import tensorflow as tf
 
-from autonl_tf.training import config as config_lib
+from autonl_tf.runner import config as config_lib
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,10 @@ import pytest
 import tensorflow as tf
 
 from autonl_tf.models import resolve_model_spec
+from autonl_tf.runner.config import config_module
 from autonl_tf.search import SearchCost, space_from_config
-from autonl_tf.training import programs
-from autonl_tf.training.config import config_module
-from autonl_tf.training.testing import (
+from tests.support import programs
+from tests.support.training import (
     REPO_ROOT,
     main_command,
     small_embedded_overrides,
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 # A config file of its own: the demo search with two searchable stages (a small graph).
 CONFIG_FILE = textwrap.dedent('''
-    from autonl_tf.training.config import config_module
+    from autonl_tf.runner.config import config_module
 
     search = config_module("search")
 

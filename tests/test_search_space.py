@@ -12,6 +12,7 @@ import tensorflow as tf
 from autonl_tf import cost as profiler
 from autonl_tf.arch import decode_arch, encode_arch
 from autonl_tf.models import resolve_model_spec
+from autonl_tf.runner.config import config_module
 from autonl_tf.search import (
     ArchNotInSpaceError,
     BlockDecision,
@@ -23,7 +24,6 @@ from autonl_tf.search import (
     space_from_config,
 )
 from autonl_tf.search import spaces as search_space_config
-from autonl_tf.training.config import config_module
 
 
 def _space_dict(variant="tiny"):
@@ -99,7 +99,7 @@ def test_expected_cost_is_the_profilers_cost_exactly(size, width):
         decisions = space.random(seed)
         spec = resolve_model_spec(encode_arch(space.child_blocks(decisions)))
         assert spec.blocks == decode_arch(encode_arch(spec.blocks))
-        truth = profiler.model_cost(spec.blocks, size, 10, width)
+        truth = profiler.model_cost(spec.plan(size, 10, width))
         assert search_cost.macs(decisions) == truth.macs
         assert search_cost.params(decisions) == truth.params
         # The same arithmetic on float64 tensors (the supernet's path) is exact too.
@@ -199,7 +199,7 @@ def test_warmup_ends_on_an_evaluation_and_thresholds_rest_until_then():
 
 def test_search_config_has_no_key_the_search_ignores():
     search_config = config_module("search")
-    from autonl_tf.training.config import ConfigError, load_config
+    from autonl_tf.runner.config import ConfigError, load_config
 
     for variant in search_config.VARIANTS:
         config = search_config.get_config(variant)

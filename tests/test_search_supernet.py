@@ -384,7 +384,7 @@ def test_warmup_drops_indicators_at_random_and_decisions_keep_them():
 
 def _step_on_replicas(strategy, images, labels, model_dir) -> tuple[list, dict]:
     """One supernet step through the training driver; every replica's batch is ``images``."""
-    from autonl_tf.training import driver
+    from autonl_tf.runner import driver
 
     keras.utils.set_random_seed(0)
     with strategy.scope():
@@ -410,7 +410,7 @@ def test_one_step_on_two_replicas_equals_one_step_on_one(tmp_path):
     BatchNorm statistics and the same mean loss, so the same update of the weights and of the
     thresholds, and the same logged loss terms. Every term (cross-entropy, cost, weight decay)
     must count once on any number of replicas."""
-    from autonl_tf.training import strategy as strategy_lib
+    from autonl_tf.runner import strategy as strategy_lib
 
     images, labels = next(_learnable_batches(32, batch=4))
     one = _step_on_replicas(tf.distribute.get_strategy(), np.concatenate([images, images]),

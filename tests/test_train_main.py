@@ -13,8 +13,9 @@ import time
 import pytest
 import tensorflow as tf
 
-from autonl_tf.training import programs, testing
-from autonl_tf.training.testing import REPO_ROOT, main_command, subprocess_env, to_flags
+from tests.support import programs
+from tests.support import training as testing
+from tests.support.training import REPO_ROOT, main_command, subprocess_env, to_flags
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,10 @@ import pytest
 import tensorflow as tf
 
 from autonl_tf import data
-from autonl_tf.training import checkpoints, driver, experiment, recipe
-from autonl_tf.training import strategy as strategy_lib
-from autonl_tf.training.testing import tiny_config
+from autonl_tf.recipe import recipe, task
+from autonl_tf.runner import checkpoints, driver
+from autonl_tf.runner import strategy as strategy_lib
+from tests.support.training import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def _weights(model):
 def test_xla_bfloat16_train_step_on_cpu(data_dir, tmp_path):
     config = tiny_config(data_dir, train_steps=2, train__jit_compile="true",
                          train__use_bfloat16=True)
-    result = experiment.train_experiment(config, model_dir=str(tmp_path),
+    result = task.train_experiment(config, model_dir=str(tmp_path),
                                          strategy=tf.distribute.get_strategy())
     model = result["model"]
     assert model.jit_compile is True
@@ -86,22 +87,22 @@ def test_two_replicas_train_like_one(data_dir, tmp_path, mirrored):
 @pytest.mark.slow
 def test_checkpoint_restores_across_strategies(data_dir, tmp_path, mirrored):
     model_dir = str(tmp_path)
-    first = experiment.train_experiment(tiny_config(data_dir, train_steps=4),
+    first = task.train_experiment(tiny_config(data_dir, train_steps=4),
                                         model_dir=model_dir, strategy=mirrored)
     assert first["checkpoint"].endswith("ckpt-4")
     # 2 replicas -> default strategy: same weights, then training continues from step 4.
-    model, config = checkpoints.load_model_for_inference(model_dir, use_ema=False)
+    model, config = recipe.load_model_for_inference(model_dir, use_ema=False)
     for a, b in zip(_weights(first["model"]), _weights(model), strict=True):
         np.testing.assert_array_equal(a, b)
     assert config.restored.step == 4 and config.restored.ema is False
-    second = experiment.train_experiment(tiny_config(data_dir, train_steps=6),
+    second = task.train_experiment(tiny_config(data_dir, train_steps=6),
                                          model_dir=model_dir,
                                          strategy=tf.distribute.get_strategy())
     assert second["resumed_from"].endswith("ckpt-4")
     assert (second["initial_step"], second["step"]) == (4, 6)
     # default strategy -> 2 replicas.
     with mirrored.scope():
-        mirrored_model, _ = checkpoints.load_model_for_inference(model_dir, use_ema=False,
+        mirrored_model, _ = recipe.load_model_for_inference(model_dir, use_ema=False,
                                                                  strategy=mirrored)
     for a, b in zip(_weights(second["model"]), _weights(mirrored_model), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -112,14 +113,14 @@ def test_resume_continues_exactly(data_dir, tmp_path):
     """8 steps in one run == 4 steps, a fresh process state, 4 more (data position, optimizer
     slots, EMA, dropout RNG all restored)."""
     strategy = tf.distribute.get_strategy()
-    straight = experiment.train_experiment(tiny_config(data_dir, train_steps=8),
+    straight = task.train_experiment(tiny_config(data_dir, train_steps=8),
                                            model_dir=str(tmp_path / "straight"),
                                            strategy=strategy)
     split_dir = str(tmp_path / "split")
-    experiment.train_experiment(tiny_config(data_dir, train_steps=4), model_dir=split_dir,
+    task.train_experiment(tiny_config(data_dir, train_steps=4), model_dir=split_dir,
                                 strategy=strategy)
     keras.utils.set_random_seed(1234)  # resumption must not depend on the fresh RNG state
-    resumed = experiment.train_experiment(tiny_config(data_dir, train_steps=8),
+    resumed = task.train_experiment(tiny_config(data_dir, train_steps=8),
                                           model_dir=split_dir, strategy=strategy)
     assert resumed["initial_step"] == 4 and resumed["step"] == 8
     for a, b in zip(_weights(straight["model"]), _weights(resumed["model"]), strict=True):
@@ -134,7 +135,7 @@ def test_resume_continues_exactly(data_dir, tmp_path):
 def test_nan_stops_before_saving_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
     config = tiny_config(data_dir, train_steps=12, train__debug_nan_at_step=6)
     with pytest.raises(driver.TrainingDivergedError, match="at step 6") as error:
-        experiment.train_experiment(config, model_dir=str(tmp_path),
+        task.train_experiment(config, model_dir=str(tmp_path),
                                     strategy=tf.distribute.get_strategy())
     assert error.value.last_checkpoint.endswith("ckpt-4")
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-4")

@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 
 from autonl_tf import data
-from autonl_tf.training import checkpoints, evaluation
-from autonl_tf.training import strategy as strategy_lib
+from autonl_tf.recipe import recipe
+from autonl_tf.runner import checkpoints, evaluation
+from autonl_tf.runner import strategy as strategy_lib
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_exact_metrics_with_padding(trained, replicas):
     model_dir, result = trained
     strategy = strategy_lib.create_strategy(num_cpu_replicas=replicas)
     with strategy.scope():
-        model, config = checkpoints.load_model_for_inference(model_dir, strategy=strategy)
+        model, config = recipe.load_model_for_inference(model_dir, strategy=strategy)
     batch_size = 24  # 64 images -> 3 batches of 24 with 8 padding images
     expected = _reference_metrics(model, config.data, batch_size)
     dataset = strategy.distribute_datasets_from_function(
@@ -81,8 +82,8 @@ def test_train_and_eval_writes_results_and_config(trained):
 
 def test_ema_and_raw_weights(trained):
     model_dir, result = trained
-    raw, raw_config = checkpoints.load_model_for_inference(model_dir, use_ema=False)
-    ema, ema_config = checkpoints.load_model_for_inference(model_dir)
+    raw, raw_config = recipe.load_model_for_inference(model_dir, use_ema=False)
+    ema, ema_config = recipe.load_model_for_inference(model_dir)
     assert (raw_config.restored.ema, ema_config.restored.ema) == (False, True)
     # The trained model's variables and their moving averages in memory when training ended.
     for r, e, t, a in zip(raw.trainable_variables, ema.trainable_variables, result["trainable"],
@@ -91,7 +92,7 @@ def test_ema_and_raw_weights(trained):
         np.testing.assert_array_equal(e.numpy(), a)
     assert any(not np.array_equal(r.numpy(), e.numpy())
                for r, e in zip(raw.trainable_variables, ema.trainable_variables, strict=True))
-    earlier, config = checkpoints.load_model_for_inference(
+    earlier, config = recipe.load_model_for_inference(
         model_dir, checkpoint_path=os.path.join(model_dir, "ckpt-4"))
     assert config.restored.step == 4
 
@@ -103,13 +104,15 @@ def test_evaluate_checkpoints_once_and_continuous(trained, data_dir, tmp_path):
     dataset_fn = lambda ctx: data.build_eval_dataset(config.data, 16, ctx)  # noqa: E731
     strategy = tf.distribute.get_strategy()
     before = len(evaluation.read_eval_results(model_dir))
+    restorer = recipe.ClassifierRestorer(config)
     records = evaluation.evaluate_checkpoints(model_dir, dataset_fn, strategy=strategy,
-                                              use_ema=False)
+                                              restorer=restorer, use_ema=False)
     assert [(r["step"], r["ema"]) for r in records] == [(8, False)]
     # Continuous: step 8 with EMA already in eval_results.json -> skipped, then it stops at the
     # final training step without waiting for the timeout.
     records = evaluation.evaluate_checkpoints(model_dir, dataset_fn, strategy=strategy,
-                                              continuous=True, timeout_s=30, stop_at_step=8)
+                                              restorer=restorer, continuous=True, timeout_s=30,
+                                              stop_at_step=8)
     assert records == []
     assert len(evaluation.read_eval_results(model_dir)) == before + 1
 
@@ -117,17 +120,17 @@ def test_evaluate_checkpoints_once_and_continuous(trained, data_dir, tmp_path):
 def test_errors(trained, tmp_path):
     model_dir, _ = trained
     with pytest.raises(checkpoints.NoCheckpointError, match="config.json"):
-        checkpoints.load_model_for_inference(str(tmp_path))
+        recipe.load_model_for_inference(str(tmp_path))
     config = checkpoints.load_experiment_config(model_dir)
     checkpoints.save_experiment_config(str(tmp_path), config)
     with pytest.raises(checkpoints.NoCheckpointError, match="no checkpoint"):
-        checkpoints.load_model_for_inference(str(tmp_path))
+        recipe.load_model_for_inference(str(tmp_path))
     # A checkpoint of another network (different classes) under this config.
     other = str(tmp_path / "other")
     config.data.num_classes = 7
     checkpoints.save_experiment_config(other, config)
     with pytest.raises(checkpoints.CheckpointMismatchError, match="does not match"):
-        checkpoints.load_model_for_inference(
+        recipe.load_model_for_inference(
             other, checkpoint_path=tf.train.latest_checkpoint(model_dir))
     with pytest.raises(checkpoints.CheckpointMismatchError, match="data.num_classes"):
         checkpoints.check_same_model(checkpoints.load_experiment_config(model_dir), config,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from autonl_tf.training.optimizer import TF1RMSprop
+from autonl_tf.recipe.optimizer import TF1RMSprop
 
 RHO, MOMENTUM, EPSILON, LR = 0.9, 0.9, 1e-3, 0.01
 

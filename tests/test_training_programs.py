@@ -1,4 +1,4 @@
-"""autonl_tf.training.programs: a program forked from the preloaded server behaves as the same
+"""tests.support.programs: a program forked from the preloaded server behaves as the same
 command in a fresh interpreter (argv, sys.path, environment, directory, output, atexit, exit
 status, signals), and what it cannot serve runs with subprocess."""
 # bazel: size=large timeout=long tags=subprocess,slow
@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from autonl_tf.training import programs
-from autonl_tf.training.testing import subprocess_env
+from tests.support import programs
+from tests.support.training import subprocess_env
 
 pytestmark = pytest.mark.slow
 

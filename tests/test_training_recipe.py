@@ -11,15 +11,15 @@ import tensorflow as tf
 
 from autonl_tf.arch import ArchError
 from autonl_tf.models import build_model, resolve_model_spec
-from autonl_tf.training import config as config_lib
-from autonl_tf.training import recipe
-from autonl_tf.training.losses import (
+from autonl_tf.recipe import recipe
+from autonl_tf.recipe.losses import (
     NaNAfterStep,
     SmoothedSparseCategoricalCrossentropy,
     apply_l2_weight_decay,
     weight_decay_variables,
 )
-from autonl_tf.training.schedules import WarmupExponentialDecay, scaled_learning_rate
+from autonl_tf.recipe.schedules import WarmupExponentialDecay, scaled_learning_rate
+from autonl_tf.runner import config as config_lib
 
 # ------------------------------------------------------------------------------------ configs
 

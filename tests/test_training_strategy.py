@@ -14,7 +14,7 @@ from unittest import mock
 import pytest
 import tensorflow as tf
 
-from autonl_tf.training import strategy as strategy_lib
+from autonl_tf.runner import strategy as strategy_lib
 
 
 class _FakeTPUStrategy:
@@ -52,9 +52,8 @@ def test_tpu_by_name_connects_initialises_and_builds_tpu_strategy():
         assert strategy_lib.strategy_kind(strategy) == "tpu"
         assert strategy_lib.resolve_jit_compile("auto", strategy) is True
         assert strategy_lib.per_replica_batch_size(4096, strategy) == 512
-        from autonl_tf.training import recipe
-        from autonl_tf.training.config import load_config
-        assert recipe.use_bfloat16(load_config("autonl_s"), strategy) is True
+        from autonl_tf.runner.config import load_config
+        assert strategy_lib.use_bfloat16(load_config("autonl_s"), strategy) is True
     finally:
         for p in patches:
             p.stop()

@@ -87,7 +87,7 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
     0 exported; 2 bad input (flags, model_dir, data, checkpoint), one line on stderr; 1 the
     export ran but an exported model failed verification (non-finite outputs, disagreement).
     """
-    from autonl_tf.training import cli as cli_lib
+    from autonl_tf.runner import cli as cli_lib
 
     try:
         with cli_lib.exit_on_user_errors(PROGRAM):
@@ -135,7 +135,7 @@ def run() -> None:
     # belong to this module, so register them for the main module too.
     for flag in flags.FLAGS.get_key_flags_for_module(__name__):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    from autonl_tf.training import cli as cli_lib
+    from autonl_tf.runner import cli as cli_lib
 
     # TensorFlow is loaded once `_export` has checked the flags.
     app.run(lambda argv: sys.exit(main(argv)),

@@ -1,7 +1,7 @@
 """Export of a training directory: load the (EMA) weights, read the run config, export.
 
 The run config (``<model_dir>/config.json``, returned by
-`autonl_tf.training.checkpoints.load_model_for_inference`) gives the image size, classes, arch,
+`autonl_tf.recipe.recipe.load_model_for_inference`) gives the image size, classes, arch,
 width multiplier and data section; the data section gives the class names and the eval images
 used to calibrate the full-integer TFLite model and to verify every exported model.
 """
@@ -261,7 +261,7 @@ def export_from_model_dir(
     if not tf.io.gfile.exists(os.path.join(model_dir, files.CONFIG_FILE)):
         raise ExportError(f"model_dir {model_dir!r} has no config.json: it was not written by "
                           "train_main.py (or training never started)")
-    from autonl_tf.training.checkpoints import load_model_for_inference
+    from autonl_tf.recipe.recipe import load_model_for_inference
 
     model, config = load_model_for_inference(model_dir, checkpoint_path=checkpoint_path,
                                              use_ema=use_ema)
@@ -272,7 +272,7 @@ def export_after_run(model_dir: str, export_dir: str | None, *, use_ema: bool,
                      strategy: tf.distribute.Strategy) -> ExportResult | None:
     """``--export_dir`` of train_main.py / eval_main.py: the chief exports the latest checkpoint
     (EMA weights unless ``use_ema`` is False) once the run is done; other workers do nothing."""
-    from autonl_tf.training.strategy import is_chief
+    from autonl_tf.runner.strategy import is_chief
 
     if not export_dir or not is_chief(strategy):
         return None

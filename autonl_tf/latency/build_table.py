@@ -27,7 +27,7 @@ import tempfile
 from absl import app, flags, logging
 
 from autonl_tf.export.modes import TFLITE_MODES
-from autonl_tf.training import config as config_lib
+from autonl_tf.runner import config as config_lib
 
 _CONFIG = config_lib.define_config_flag("config", default="search")
 flags.DEFINE_enum("mode", "float32", list(TFLITE_MODES), "TFLite mode of every model.")
@@ -167,7 +167,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    from autonl_tf.training import cli
+    from autonl_tf.runner import cli
 
     cli.run(main)
 

@@ -21,8 +21,8 @@ def demo_table(mode: str) -> str:
 
 
 def rebuild_command(mode: str, output: str | None = None) -> str:
-    """The command that (re)builds the demo table of ``mode`` on this machine."""
-    repository = os.path.dirname(os.path.dirname(os.path.dirname(TABLES_DIR)))
-    output = output or os.path.relpath(demo_table(mode), repository)
+    """The command that (re)builds the demo table of ``mode`` on this machine (by default over
+    the committed one, named relative to the working directory)."""
+    output = output or os.path.relpath(demo_table(mode))
     return ("python -m autonl_tf.latency.build_table --config=search:demo "
             f"--mode={mode} --threads=1 --output={output}")

@@ -4,7 +4,7 @@ Every model takes an RGB image ``[1, size, size, 3]`` (what `autonl_tf.export.co
 converts: batch 1, normalisation inside) at the part's input map size:
 
 * part model of a block or LightNL: image -> 1x1 conv to the part's input channels (the
-  *adapter*) -> the part (`MBConvBlock.from_spec` / `LightNL`, exactly the layers
+  *adapter*) -> the part (`MBConvBlock.from_plan` / `LightNL`, exactly the layers
   `autonl_tf.models.build_model` stacks) -> its output;
 * part model of the stem: image -> stem (`stem_layers`); of the head: image -> adapter -> head
   (`head_layers`) -> global pooling -> classifier (`classifier_layers`);
@@ -29,6 +29,7 @@ from autonl_tf.layers.lightnl import LightNL
 from autonl_tf.layers.mbconv import MBConvBlock
 from autonl_tf.models import build_model
 from autonl_tf.models.builder import classifier_layers, head_layers, stem_layers
+from autonl_tf.plan import BlockLayer
 from autonl_tf.search.latency_cost import Part
 from autonl_tf.search.space import BlockDecision, SearchSpace
 
@@ -57,8 +58,9 @@ def _layers(part: Part) -> list[keras.layers.Layer]:
         spec = BlockSpec(1, (part.kernel_size,), (part.stride, part.stride), part.expand_ratio,
                          part.input_filters, part.output_filters, part.se_ratio,
                          swish=part.activation == "swish")
-        return [MBConvBlock.from_spec(spec, part.input_filters, part.output_filters,
-                                      part.activation, name="block")]
+        layer = BlockLayer(0, spec, part.size, part.input_filters, part.output_filters,
+                           part.activation)
+        return [MBConvBlock.from_plan(layer, name="block")]
     if part.kind == "lightnl":
         return [LightNL(part.lightnl_ratio, part.lightnl_stride, name="lightnl")]
     if part.kind == "head":

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from autonl_tf import cost
-from autonl_tf.arch import BlockSpec
+from autonl_tf import cost, plan
 from autonl_tf.layers.lightnl import LightNL
 from autonl_tf.layers.stochastic_depth import StochasticDepth
 
@@ -116,12 +115,13 @@ class MBConvBlock(keras.layers.Layer):
                                                     name="stochastic_depth")
 
     @classmethod
-    def from_spec(cls, spec: BlockSpec, input_filters: int, output_filters: int,
-                  activation: str, **kwargs) -> MBConvBlock:
-        """Builds the block a decoded block string describes (channels already width-scaled)."""
-        return cls(input_filters, output_filters, expand_ratio=spec.expand_ratio,
+    def from_plan(cls, layer: plan.BlockLayer, **kwargs) -> MBConvBlock:
+        """The block of a network plan (its block string, width-scaled channels and
+        activation); kwargs: drop_connect_rate, bn_momentum, bn_epsilon, name, ..."""
+        spec = layer.block
+        return cls(layer.in_channels, layer.out_channels, expand_ratio=spec.expand_ratio,
                    kernel_sizes=spec.kernel_sizes, strides=spec.stride, se_ratio=spec.se_ratio,
-                   id_skip=spec.id_skip, activation="swish" if spec.swish else activation,
+                   id_skip=spec.id_skip, activation=layer.activation,
                    expand_kernel=spec.expand_kernel, project_kernel=spec.project_kernel,
                    nonlocal_ratio=spec.nonlocal_ratio, nonlocal_stride=spec.nonlocal_stride,
                    **kwargs)
@@ -140,8 +140,8 @@ class MBConvBlock(keras.layers.Layer):
             self.expand_bn.build(shape)
         for conv, channels in zip(self.depthwise_convs, self.channel_splits, strict=True):
             conv.build(shape[:3] + (channels,))
-        out_h = None if height is None else cost.same_output_size(height, self.strides)
-        out_w = None if width is None else cost.same_output_size(width, self.strides)
+        out_h = None if height is None else plan.same_output_size(height, self.strides)
+        out_w = None if width is None else plan.same_output_size(width, self.strides)
         shape = (batch, out_h, out_w, self.expanded_filters)
         self.depthwise_bn.build(shape)
         if self.se_reduce is not None:
@@ -198,7 +198,7 @@ class MBConvBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape
-        size = lambda s: None if s is None else cost.same_output_size(s, self.strides)  # noqa: E731
+        size = lambda s: None if s is None else plan.same_output_size(s, self.strides)  # noqa: E731
         return (batch, size(height), size(width), self.output_filters)
 
     def get_config(self):

@@ -1,20 +1,20 @@
 """The network builder: stem, MBConv blocks (with LightNL), head, dropout, classifier.
 
-Functional Keras models in the style of ``keras.applications``. The network is fully described
-by a `ModelSpec` (decoded blocks + global settings) and the build arguments; the analytic cost of
-exactly this network is `ModelSpec.cost(...)`.
+Functional Keras models in the style of ``keras.applications``. A network is built from its
+plan (`autonl_tf.plan.NetworkPlan`, `ModelSpec.plan`): every layer's channels, kernel and stride
+are read from there; the analytic cost of exactly this network is `autonl_tf.cost.model_cost`
+of the same plan (`ModelSpec.cost(...)`).
 """
 
 from __future__ import annotations
 
 import keras
 
-from autonl_tf import cost
-from autonl_tf.arch import expand_repeats
 from autonl_tf.layers.mbconv import CONV_INITIALIZER, MBConvBlock, activation_fn
 from autonl_tf.models.spec import ModelSpec, check_image_size
+from autonl_tf.plan import NetworkPlan
 
-__all__ = ["build_model", "classifier_layers", "head_layers", "stem_layers"]
+__all__ = ["build_model", "build_network", "classifier_layers", "head_layers", "stem_layers"]
 
 
 def _conv_bn_activation(prefix: str, filters: int, kernel_size: int, strides: int,
@@ -81,11 +81,12 @@ def build_model(
     depth_divisor: int = 8,
     name: str | None = None,
 ) -> keras.Model:
-    """Builds the classifier. Input: [batch, image_size, image_size, 3] normalised images.
+    """Builds the classifier of ``spec`` (its plan at these arguments, `build_network`).
 
-    Output: [batch, num_classes] float32 logits (also under a mixed-precision policy).
-    ``drop_connect_rate`` is the stochastic-depth rate of the last block, scaled linearly from 0
-    over the block index (EfficientNet schedule).
+    Input: [batch, image_size, image_size, 3] normalised images. Output: [batch, num_classes]
+    float32 logits (also under a mixed-precision policy). ``drop_connect_rate`` is the
+    stochastic-depth rate of the last block, scaled linearly from 0 over the block index
+    (EfficientNet schedule).
     """
     check_image_size(image_size)
     if num_classes < 1:
@@ -93,28 +94,29 @@ def build_model(
     if width_multiplier <= 0:
         raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
     activation_fn(spec.activation)  # validates the name early
-    scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
-    conv_init = keras.initializers.get(CONV_INITIALIZER)
+    return build_network(spec.plan(image_size, num_classes, width_multiplier, depth_divisor),
+                         dropout_rate=dropout_rate, drop_connect_rate=drop_connect_rate,
+                         bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, name=name)
 
-    inputs = keras.Input((image_size, image_size, 3), name="images")
+
+def build_network(plan: NetworkPlan, *, dropout_rate: float = 0.2,
+                  drop_connect_rate: float = 0.0, bn_momentum: float = 0.99,
+                  bn_epsilon: float = 1e-3, name: str | None = None) -> keras.Model:
+    """The Keras classifier of a network plan: stem, one `MBConvBlock` per plan block
+    (``block_<i>``), head, classifier. [batch, S, S, 3] -> [batch, classes] float32 logits."""
+    conv_init = keras.initializers.get(CONV_INITIALIZER)
+    inputs = keras.Input((plan.image_size, plan.image_size, 3), name="images")
     x = inputs
-    for layer in stem_layers(scaled(spec.stem_filters), spec.activation, bn_momentum, bn_epsilon,
+    for layer in stem_layers(plan.stem.out_channels, plan.activation, bn_momentum, bn_epsilon,
                              conv_init):
         x = layer(x)
-
-    blocks = expand_repeats(spec.blocks)
-    channels = scaled(spec.stem_filters)
-    for index, block in enumerate(blocks):
-        out_channels = scaled(block.output_filters)
-        x = MBConvBlock.from_spec(
-            block, channels, out_channels, spec.activation,
-            drop_connect_rate=drop_connect_rate * index / len(blocks),
-            bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, name=f"block_{index}")(x)
-        channels = out_channels
-
-    for layer in (*head_layers(scaled(spec.head_filters), spec.activation, bn_momentum,
+    for block in plan.blocks:
+        x = MBConvBlock.from_plan(
+            block, drop_connect_rate=drop_connect_rate * block.index / len(plan.blocks),
+            bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, name=f"block_{block.index}")(x)
+    for layer in (*head_layers(plan.head.out_channels, plan.activation, bn_momentum,
                                bn_epsilon, conv_init),
-                  *classifier_layers(num_classes, dropout_rate)):
+                  *classifier_layers(plan.num_classes, dropout_rate)):
         x = layer(x)
     logits = x
-    return keras.Model(inputs, logits, name=name or spec.name)
+    return keras.Model(inputs, logits, name=name or plan.name)

@@ -1,5 +1,6 @@
-"""What a network is, without TensorFlow: `ModelSpec` (decoded blocks + global settings) and
-its analytic cost; `autonl_tf.models.builder` turns one into a Keras model."""
+"""What a network is, without TensorFlow: `ModelSpec` (decoded blocks + global settings), its
+plan at an input size / width / class count (`autonl_tf.plan`) and its analytic cost;
+`autonl_tf.models.builder` turns a plan into a Keras model."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import dataclasses
 
 from autonl_tf import cost
 from autonl_tf.arch import BlockSpec, encode_arch
+from autonl_tf.plan import HEAD_FILTERS, STEM_FILTERS, NetworkPlan, plan_network
 
 __all__ = ["ModelSpec", "check_image_size"]
 
@@ -21,18 +23,26 @@ class ModelSpec:
     name: str
     blocks: tuple[BlockSpec, ...]
     activation: str = "swish"
-    stem_filters: int = 32
-    head_filters: int = 1280
+    stem_filters: int = STEM_FILTERS
+    head_filters: int = HEAD_FILTERS
 
     @property
     def arch_string(self) -> str:
         return encode_arch(self.blocks)
 
+    def plan(self, image_size: int = 224, num_classes: int = 1000,
+             width_multiplier: float = 1.0, depth_divisor: int = 8) -> NetworkPlan:
+        """The network at this input size / class count / width, every layer resolved."""
+        return plan_network(self.blocks, name=self.name, activation=self.activation,
+                            stem_filters=self.stem_filters, head_filters=self.head_filters,
+                            image_size=image_size, num_classes=num_classes,
+                            width_multiplier=width_multiplier, depth_divisor=depth_divisor)
+
     def cost(self, image_size: int = 224, num_classes: int = 1000,
-             width_multiplier: float = 1.0) -> cost.ModelCost:
+             width_multiplier: float = 1.0, depth_divisor: int = 8) -> cost.ModelCost:
         """Analytic MACs/params of the network `build_model` builds with these arguments."""
-        return cost.model_cost(self.blocks, image_size, num_classes, width_multiplier,
-                               self.stem_filters, self.head_filters)
+        return cost.model_cost(self.plan(image_size, num_classes, width_multiplier,
+                                         depth_divisor))
 
 
 def check_image_size(image_size: int) -> None:

@@ -1,7 +1,7 @@
 """The search as an experiment task: config -> supernet -> training driver -> arch.txt.
 
 `SearchTask` plugs the search into the one experiment runner
-(`autonl_tf.training.experiment.run_experiment`, the same checkpoints, resumption, NaN guard,
+(`autonl_tf.runner.experiment.run_experiment`, the same checkpoints, resumption, NaN guard,
 TensorBoard and progress as train_main.py): it resolves and validates the search config (the
 space and the target), builds and compiles the supernet, evaluates its current child on held-out
 images (`heldout_evaluator`) and records the search (`SearchRecorder`): at every checkpoint and
@@ -22,6 +22,9 @@ from absl import logging
 
 from autonl_tf import errors, files
 from autonl_tf.models import check_image_size
+from autonl_tf.recipe import recipe
+from autonl_tf.runner import driver, experiment
+from autonl_tf.runner.config import ConfigError, require
 from autonl_tf.search import report
 from autonl_tf.search.decode import current_decisions
 from autonl_tf.search.latency_cost import LatencyCost, LatencyTable
@@ -29,8 +32,6 @@ from autonl_tf.search.objective import COST_LOSSES, SearchObjective
 from autonl_tf.search.search_cost import SearchCost
 from autonl_tf.search.space import SearchSpace, space_from_config
 from autonl_tf.search.supernet import Supernet
-from autonl_tf.training import driver, experiment, recipe
-from autonl_tf.training.config import ConfigError, require
 
 __all__ = ["SearchRecorder", "SearchTask", "SupernetNotLearningError", "build_supernet",
            "compile_supernet", "resolve_search_config", "search_experiment"]
@@ -126,7 +127,7 @@ def resolve_search_config(config: ml_collections.ConfigDict
     Raises:
       SearchSpaceError: a malformed ``search_space`` (the message names the key).
       TargetError: ``search.target_flops`` outside the feasible range (printed).
-      ConfigError / DataError: as `autonl_tf.training.recipe.resolve_experiment`.
+      ConfigError / DataError: as `autonl_tf.recipe.recipe.resolve_experiment`.
     """
     space = space_from_config(config.search_space)
     _validate_search_section(config.search)
@@ -388,7 +389,7 @@ def heldout_evaluator(model: Supernet, strategy: tf.distribute.Strategy,
     only, no weight update; the usual recalibration of one-shot NAS), then the exact classifier
     evaluation runs on the eval split.
     """
-    from autonl_tf.training import evaluation
+    from autonl_tf.runner import evaluation
 
     batch_norms = [layer for layer in model._flatten_layers()
                    if isinstance(layer, keras.layers.BatchNormalization)]
@@ -420,7 +421,7 @@ def heldout_evaluator(model: Supernet, strategy: tf.distribute.Strategy,
 def indicator_summaries(supernet: Supernet):
     """A driver ``summary_fn``: every indicator and threshold, and the cross-entropy and cost
     parts of every threshold's gradient, as TensorBoard scalars."""
-    from autonl_tf.training import progress
+    from autonl_tf.runner import progress
 
     def write(step: int, logs: Mapping[str, float]) -> None:
         for name, value in supernet.indicator_values().items():
@@ -438,7 +439,7 @@ def indicator_summaries(supernet: Supernet):
 
 
 class SearchTask(experiment.ExperimentTask):
-    """The search, for `autonl_tf.training.experiment.run_experiment`."""
+    """The search, for `autonl_tf.runner.experiment.run_experiment`."""
 
     evaluates = True  # the held-out evaluation of the current child
 

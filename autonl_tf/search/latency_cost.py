@@ -28,9 +28,8 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 
-from autonl_tf import cost
 from autonl_tf.errors import UserError
-from autonl_tf.models.spec import ModelSpec
+from autonl_tf.plan import same_output_size
 from autonl_tf.search.search_cost import (
     BlockGates,
     TargetError,
@@ -46,11 +45,6 @@ __all__ = ["TABLE_FORMAT", "TABLE_VERSION", "LatencyCost", "LatencyTable", "Late
 TABLE_FORMAT = "autonl_tf.latency_table"
 TABLE_VERSION = 1
 PART_KINDS = ("stem", "mbconv", "lightnl", "head")
-
-# ModelSpec's stem and head channels (before the width multiplier): the search space has no
-# tokens for them (`autonl_tf.search.space`).
-_STEM_FILTERS = ModelSpec.__dataclass_fields__["stem_filters"].default
-_HEAD_FILTERS = ModelSpec.__dataclass_fields__["head_filters"].default
 
 
 class LatencyTableError(UserError, ValueError):
@@ -81,7 +75,7 @@ class Part:
 
     @property
     def output_size(self) -> int:
-        return cost.same_output_size(self.size, self.stride)
+        return same_output_size(self.size, self.stride)
 
     @property
     def key(self) -> str:
@@ -152,30 +146,29 @@ class SpaceParts:
 
 def space_parts(space: SearchSpace, image_size: int, num_classes: int,
                 width_multiplier: float = 1.0, depth_divisor: int = 8) -> SpaceParts:
-    """The parts of a space's children at an image size / class count / width."""
-    scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
-    activation = space.activation
-    size = image_size
-    stem = Part("stem", size, 3, scaled(_STEM_FILTERS), stride=2, kernel_size=3,
-                activation=activation)
-    size, channels = stem.output_size, stem.output_filters
+    """The parts of a space's children at an image size / class count / width: each block's
+    choices at the map size and channels of the space's plan (`SearchSpace.plan`)."""
+    plan = space.plan(image_size, num_classes, width_multiplier, depth_divisor)
+    stem = Part("stem", plan.stem.in_size, plan.stem.in_channels, plan.stem.out_channels,
+                stride=plan.stem.stride, kernel_size=plan.stem.kernel_size,
+                activation=plan.stem.activation)
     mbconv, lightnl = {}, {}
-    for block in space.blocks:
-        c_out = scaled(block.output_filters)
-        mbconv[block.index] = tuple(tuple(tuple(
-            Part("mbconv", size, channels, c_out, block.stride, kernel, expand, se,
-                 activation=activation)
-            for se in block.se_ratios) for expand in block.expand_ratios)
-            for kernel in block.kernel_sizes)
-        out_size = cost.same_output_size(size, block.stride)
-        if block.has_lightnl:
-            lightnl[block.index] = tuple(tuple(
-                Part("lightnl", out_size, c_out, c_out, lightnl_ratio=ratio,
-                     lightnl_stride=stride)
-                for stride in block.lightnl_strides) for ratio in block.lightnl_ratios)
-        size, channels = out_size, c_out
-    head = Part("head", size, channels, scaled(_HEAD_FILTERS), num_classes=num_classes,
-                activation=activation)
+    for layer in plan.blocks:
+        # A block without choices has one option: the plan's block (and no LightNL candidate).
+        options = layer.choices or space.blocks[layer.index].choices
+        mbconv[layer.index] = tuple(tuple(tuple(
+            Part("mbconv", layer.in_size, layer.in_channels, layer.out_channels, layer.stride,
+                 kernel, expand, se, activation=layer.activation)
+            for se in options.se_ratios) for expand in options.expand_ratios)
+            for kernel in options.kernel_sizes)
+        if options.lightnl_ratios:
+            lightnl[layer.index] = tuple(tuple(
+                Part("lightnl", layer.out_size, layer.out_channels, layer.out_channels,
+                     lightnl_ratio=ratio, lightnl_stride=stride)
+                for stride in options.lightnl_strides) for ratio in options.lightnl_ratios)
+    head = plan.head
+    head = Part("head", head.in_size, head.in_channels, head.out_channels,
+                num_classes=plan.num_classes, activation=head.activation)
     return SpaceParts(stem, head, mbconv, lightnl)
 
 

@@ -1,7 +1,9 @@
 """Expected MACs (and parameters) of the supernet as a multilinear function of its indicators.
 
 Every constant comes from the profiler's own formulas (`autonl_tf.cost.block_cost`,
-`autonl_tf.cost.lightnl_macs`, `autonl_tf.cost.model_cost`): for each block, the cost of every
+`autonl_tf.cost.lightnl_macs`, `autonl_tf.cost.model_cost`) on the space's network plan
+(`autonl_tf.search.space.SearchSpace.plan`, the shapes the supernet is built with): for each
+block, the cost of every
 (kernel, expansion) choice and of every LightNL (ratio, stride) choice is tabulated, and the
 expected cost is ``sum_choices weight(choice) * cost(choice)`` with the weights of
 `autonl_tf.search.indicators.nested_weights`. With hard (0/1) indicators exactly one weight per
@@ -20,8 +22,8 @@ import itertools
 from collections.abc import Mapping, Sequence
 
 from autonl_tf import cost
-from autonl_tf.arch import BlockSpec
 from autonl_tf.errors import UserError
+from autonl_tf.plan import BlockLayer, NetworkPlan
 from autonl_tf.search.indicators import nested_weights
 from autonl_tf.search.space import BlockDecision, SearchBlock, SearchSpace
 
@@ -113,7 +115,11 @@ def block_expected_cost(block: SearchBlock, gates: BlockGates, mbconv: Sequence,
 
 
 class SearchCost:
-    """Analytic cost of every child of a search space at one input size / width / class count."""
+    """Analytic cost of every child of a search space at one input size / width / class count.
+
+    ``plan``: the space's network plan at that setting (`SearchSpace.plan`), which the
+    supernet is built from too.
+    """
 
     def __init__(self, space: SearchSpace, image_size: int = 224, num_classes: int = 1000,
                  width_multiplier: float = 1.0, depth_divisor: int = 8):
@@ -122,46 +128,44 @@ class SearchCost:
         self.num_classes = num_classes
         self.width_multiplier = width_multiplier
         self.depth_divisor = depth_divisor
+        self.plan: NetworkPlan = space.plan(image_size, num_classes, width_multiplier,
+                                            depth_divisor)
         # The fixed part (stem, head, classifier, blocks without decisions) straight from the
-        # profiler, on the largest child.
-        largest = self._profile(space.largest())
-        searchable = {b.index for b in space.searchable_blocks}
-        fixed = [c for c, b in zip(largest.blocks, space.blocks, strict=True)
-                 if b.index not in searchable]
+        # profiler, on the plan (the largest child).
+        largest = cost.model_cost(self.plan)
+        fixed = [c for c in largest.blocks if c.layer.choices is None]
         self.fixed_macs = (largest.stem_macs + largest.head_macs + largest.classifier_macs
                            + sum(c.macs for c in fixed))
         self.fixed_params = (largest.stem_params + largest.head_params
                              + largest.classifier_params + sum(c.params for c in fixed))
-        # Input size and actual channels of every block (unchanged by any decision).
-        self.block_shapes = [(c.in_size, c.in_channels, c.out_channels) for c in largest.blocks]
-        self.tables = {b.index: self._tables(b) for b in space.searchable_blocks}
+        self.tables = {b.index: self._tables(b) for b in self.plan.blocks
+                       if b.choices is not None}
 
     def _profile(self, decisions: Sequence[BlockDecision]) -> cost.ModelCost:
         spec = self.space.child_spec(decisions)
-        return cost.model_cost(spec.blocks, self.image_size, self.num_classes,
-                                   self.width_multiplier, spec.stem_filters, spec.head_filters,
-                                   self.depth_divisor)
+        return cost.model_cost(spec.plan(self.image_size, self.num_classes,
+                                         self.width_multiplier, self.depth_divisor))
 
-    def _tables(self, block: SearchBlock) -> _BlockTables:
-        size, c_in, c_out = self.block_shapes[block.index]
+    @staticmethod
+    def _tables(layer: BlockLayer) -> _BlockTables:
+        choices, largest = layer.choices, layer.block
         macs, params = [], []
-        for kernel in block.kernel_sizes:
+        for kernel in choices.kernel_sizes:
             row_macs, row_params = [], []
-            for expand in block.expand_ratios:
-                parts = [cost.block_cost(
-                    BlockSpec(1, (kernel,), (block.stride, block.stride), expand,
-                              block.input_filters, block.output_filters, se),
-                    size, c_in, c_out, block.index) for se in block.se_ratios]
+            for expand in choices.expand_ratios:
+                parts = [cost.block_cost(layer.choose(dataclasses.replace(
+                    largest, kernel_sizes=(kernel,), expand_ratio=expand, se_ratio=se,
+                    nonlocal_ratio=None, nonlocal_stride=1))) for se in choices.se_ratios]
                 row_macs.append(tuple(p.macs for p in parts))
                 row_params.append(tuple(p.params for p in parts))
             macs.append(tuple(row_macs))
             params.append(tuple(row_params))
-        out_size = cost.same_output_size(size, block.stride)
+        size, channels = layer.out_size, layer.out_channels
         nl_macs = tuple(
-            tuple(cost.lightnl_macs(out_size, out_size, c_out, ratio, stride)
-                  for stride in block.lightnl_strides)
-            for ratio in block.lightnl_ratios)
-        return _BlockTables(tuple(macs), tuple(params), nl_macs, cost.lightnl_params(c_out))
+            tuple(cost.lightnl_macs(size, size, channels, ratio, stride)
+                  for stride in choices.lightnl_strides)
+            for ratio in choices.lightnl_ratios)
+        return _BlockTables(tuple(macs), tuple(params), nl_macs, cost.lightnl_params(channels))
 
     # -- the multilinear cost ------------------------------------------------------------------
     def _block_expected(self, block: SearchBlock, gates: BlockGates, params: bool):

@@ -22,6 +22,7 @@ from autonl_tf.errors import UserError
 from autonl_tf.layers.mbconv import ACTIVATIONS
 from autonl_tf.models.registry import spec_from_blocks
 from autonl_tf.models.spec import ModelSpec
+from autonl_tf.plan import STEM_FILTERS, BlockChoices, NetworkPlan, plan_network
 
 __all__ = [
     "ArchNotInSpaceError",
@@ -32,10 +33,6 @@ __all__ = [
     "decisions_for_arch",
     "space_from_config",
 ]
-
-# Stem channels of ModelSpec: the first block's input. The codec has no stem token, so the search
-# space cannot change it.
-_STEM_FILTERS = ModelSpec.__dataclass_fields__["stem_filters"].default
 
 _SPACE_KEYS = ("activation", "kernel_sizes", "expand_ratios", "lightnl_ratios",
                "lightnl_strides", "stages")
@@ -92,6 +89,12 @@ class SearchBlock:
     @property
     def searchable(self) -> bool:
         return self.num_decisions > 0
+
+    @property
+    def choices(self) -> BlockChoices:
+        """The options of this block, as a network plan carries them."""
+        return BlockChoices(self.kernel_sizes, self.expand_ratios, self.se_ratios,
+                            self.skippable, self.lightnl_ratios, self.lightnl_strides)
 
     def largest(self) -> BlockDecision:
         """The most expensive choice of every decision (what the supernet starts from)."""
@@ -231,6 +234,18 @@ class SearchSpace:
     def child_spec(self, decisions: Sequence[BlockDecision], name: str = "searched") -> ModelSpec:
         """The child as the `ModelSpec` that ``resolve_model_spec(arch.txt)`` returns."""
         return spec_from_blocks(name, self.child_blocks(decisions))
+
+    def plan(self, image_size: int = 224, num_classes: int = 1000,
+             width_multiplier: float = 1.0, depth_divisor: int = 8) -> NetworkPlan:
+        """The supernet's plan: its largest child (one block per space block), each searchable
+        block with its choices (`autonl_tf.plan.BlockChoices`)."""
+        largest = self.child_spec(self.largest(), name="supernet")
+        return plan_network(
+            largest.blocks, name=largest.name, activation=largest.activation,
+            stem_filters=largest.stem_filters, head_filters=largest.head_filters,
+            image_size=image_size, num_classes=num_classes, width_multiplier=width_multiplier,
+            depth_divisor=depth_divisor,
+            choices=[b.choices if b.searchable else None for b in self.blocks])
 
 
 class ArchNotInSpaceError(UserError, ValueError):
@@ -426,7 +441,7 @@ def space_from_config(config) -> SearchSpace:
         raise SearchSpaceError("search space: stages must be a non-empty list of stage dicts")
 
     blocks: list[SearchBlock] = []
-    channels = _STEM_FILTERS
+    channels = STEM_FILTERS  # the first block's input: the codec has no stem token to change it
     for s, raw in enumerate(stages):
         where = f"stages[{s}]."
         stage = _as_dict(raw, f"stages[{s}]")

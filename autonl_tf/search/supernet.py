@@ -14,30 +14,26 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from autonl_tf import cost
 from autonl_tf.layers.mbconv import CONV_INITIALIZER, MBConvBlock
 from autonl_tf.models.builder import (
-    ModelSpec,
     check_image_size,
     classifier_layers,
     head_layers,
     stem_layers,
+)
+from autonl_tf.plan import BlockLayer
+from autonl_tf.recipe.losses import (
+    SmoothedSparseCategoricalCrossentropy,
+    l2_penalty,
+    weight_decay_variables,
 )
 from autonl_tf.search.latency_cost import LatencyCost
 from autonl_tf.search.layers import SuperMBConvBlock
 from autonl_tf.search.objective import SearchObjective
 from autonl_tf.search.search_cost import SearchCost
 from autonl_tf.search.space import SearchBlock, SearchSpace
-from autonl_tf.training.losses import (
-    SmoothedSparseCategoricalCrossentropy,
-    l2_penalty,
-    weight_decay_variables,
-)
 
 __all__ = ["Supernet", "VectorMean", "gate_names"]
-
-_STEM = ModelSpec.__dataclass_fields__["stem_filters"].default
-_HEAD = ModelSpec.__dataclass_fields__["head_filters"].default
 
 
 def scale_loss_for_distribution(loss: tf.Tensor) -> tf.Tensor:
@@ -94,6 +90,24 @@ class VectorMean(keras.metrics.Metric):
         return {**super().get_config(), "size": self.size}
 
 
+def _block_layer(block: BlockLayer, temperature: float, score_gradient: bool,
+                 bn_momentum: float, bn_epsilon: float) -> MBConvBlock:
+    """The supernet's layer of a plan block: a superkernel block where the plan has choices,
+    else the block itself (`block_<i>`: the names `autonl_tf.search.decode` copies by)."""
+    name = f"block_{block.index}"
+    choices = block.choices
+    if choices is None:
+        return MBConvBlock.from_plan(block, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
+                                     name=name)
+    return SuperMBConvBlock(
+        block.in_channels, block.out_channels, kernel_choices=choices.kernel_sizes,
+        expand_choices=choices.expand_ratios, strides=block.stride,
+        se_choices=choices.se_ratios, skippable=choices.skippable,
+        lightnl_ratios=choices.lightnl_ratios, lightnl_strides=choices.lightnl_strides,
+        activation=block.activation, temperature=temperature, score_gradient=score_gradient,
+        bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, name=name)
+
+
 class Supernet(keras.Model):
     """All children of a `SearchSpace` in one network. Input [batch, S, S, 3] -> [batch, classes].
 
@@ -145,34 +159,22 @@ class Supernet(keras.Model):
         self.indicator_keep_probability = float(indicator_keep_probability)
         self.log_indicators = log_indicators
         self.score_gradient = bool(score_gradient)
+        # The network's plan (its largest child, with the choices of every searchable block):
+        # produced once, read by the layers below and by the cost term.
         self.search_cost = SearchCost(space, image_size, num_classes, width_multiplier,
                                       depth_divisor)
+        self.plan = self.search_cost.plan
         self.latency_cost = latency_cost
-        scaled = lambda f: cost.round_filters(f * width_multiplier, depth_divisor)  # noqa: E731
         conv_init = keras.initializers.get(CONV_INITIALIZER)
         self.stem_conv, self.stem_bn, self.stem_activation = stem_layers(
-            scaled(_STEM), space.activation, bn_momentum, bn_epsilon, conv_init)
-        self.search_blocks = []
-        for block in space.blocks:
-            c_in, c_out = scaled(block.input_filters), scaled(block.output_filters)
-            name_ = f"block_{block.index}"
-            if block.searchable:
-                layer = SuperMBConvBlock(
-                    c_in, c_out, kernel_choices=block.kernel_sizes,
-                    expand_choices=block.expand_ratios, strides=block.stride,
-                    se_choices=block.se_ratios, skippable=block.skippable,
-                    lightnl_ratios=block.lightnl_ratios, lightnl_strides=block.lightnl_strides,
-                    activation=space.activation, temperature=temperature,
-                    score_gradient=score_gradient, bn_momentum=bn_momentum,
-                    bn_epsilon=bn_epsilon, name=name_)
-            else:
-                (spec,) = space.child_blocks(space.largest())[block.index:block.index + 1]
-                layer = MBConvBlock.from_spec(spec, c_in, c_out, space.activation,
-                                              bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
-                                              name=name_)
-            self.search_blocks.append(layer)
+            self.plan.stem.out_channels, self.plan.activation, bn_momentum, bn_epsilon,
+            conv_init)
+        self.search_blocks = [
+            _block_layer(block, temperature, score_gradient, bn_momentum, bn_epsilon)
+            for block in self.plan.blocks]
         self.head_conv, self.head_bn, self.head_activation = head_layers(
-            scaled(_HEAD), space.activation, bn_momentum, bn_epsilon, conv_init)
+            self.plan.head.out_channels, self.plan.activation, bn_momentum, bn_epsilon,
+            conv_init)
         self.avg_pool, *dropout, self.logits = classifier_layers(num_classes, dropout_rate)
         self.top_dropout = dropout[0] if dropout else None
         # Per-example values: the replica's mean is taken in `search_losses`. (Keras's
@@ -200,18 +202,15 @@ class Supernet(keras.Model):
 
     # -- construction ----------------------------------------------------------------------------
     def build(self, input_shape):
-        size = self.image_size
-        self.stem_conv.build((None, size, size, 3))
-        size = cost.same_output_size(size, 2)
-        channels = self.stem_conv.filters
-        self.stem_bn.build((None, size, size, channels))
-        for layer in self.search_blocks:
-            layer.build((None, size, size, channels))
-            size = cost.same_output_size(size, layer.strides)
-            channels = layer.output_filters
-        self.head_conv.build((None, size, size, channels))
-        self.head_bn.build((None, size, size, self.head_conv.filters))
-        self.logits.build((None, self.head_conv.filters))
+        plan = self.plan
+        self.stem_conv.build((None, plan.image_size, plan.image_size, 3))
+        self.stem_bn.build((None, *plan.stem.output_shape))
+        for layer, block in zip(self.search_blocks, plan.blocks, strict=True):
+            layer.build((None, block.in_size, block.in_size, block.in_channels))
+        self.head_conv.build((None, plan.head.in_size, plan.head.in_size,
+                              plan.head.in_channels))
+        self.head_bn.build((None, *plan.head.output_shape))
+        self.logits.build((None, plan.classifier.channels))
         self.built = True
 
     @property
@@ -322,7 +321,7 @@ class Supernet(keras.Model):
         return {part: tracker.result() for part, tracker in self._threshold_gradients.items()}
 
     def _weight_decay(self) -> tf.Tensor:
-        """The recipe's L2 term (`autonl_tf.training.losses`), added to the loss by hand: the
+        """The recipe's L2 term (`autonl_tf.recipe.losses`), added to the loss by hand: the
         supernet's own train_step does not run Keras's regularizer losses."""
         if self.objective.weight_decay <= 0:
             return tf.constant(0.0)

@@ -1,4 +1,4 @@
-"""Model directories: config.json, checkpoints, EMA weights, loading a trained model back.
+"""Model directories: config.json, checkpoints, EMA weights, the model dir's lock.
 
 A model dir written by train_main.py holds ``config.json`` (the resolved experiment config:
 architecture string, data section with image_size/num_classes, width multiplier, recipe) and
@@ -27,12 +27,11 @@ from absl import logging
 
 from autonl_tf import files
 from autonl_tf.errors import UserError
-from autonl_tf.training import config as config_lib
+from autonl_tf.runner import config as config_lib
 
 __all__ = [
     "CONFIG_FILE",
     "CheckpointMismatchError",
-    "ClassifierRestorer",
     "NoCheckpointError",
     "assign_ema_weights",
     "check_same_model",
@@ -41,7 +40,6 @@ __all__ = [
     "latest_checkpoint",
     "load_experiment_config",
     "require_classifier",
-    "load_model_for_inference",
     "save_experiment_config",
 ]
 
@@ -217,78 +215,6 @@ def ema_weights(model: keras.Model, optimizer: keras.optimizers.Optimizer | None
     finally:
         for variable, value in zip(variables, backup, strict=True):
             variable.assign(value)
-
-
-# --------------------------------------------------------------------- loading for inference
-
-
-class ClassifierRestorer:
-    """A classifier built once from a model dir's config.json, restorable from any checkpoint.
-
-    Continuous evaluation restores each new checkpoint into the same model instead of rebuilding
-    it. Build under ``strategy.scope()`` to evaluate with a distribution strategy.
-    """
-
-    def __init__(self, config: ml_collections.ConfigDict, dtype_policy: str | None = "float32"):
-        from autonl_tf.training import recipe
-
-        self.config = config
-        self.model = recipe.build_classifier(config, dtype_policy=dtype_policy)
-        self.optimizer = recipe.build_optimizer(config)
-        # Slots must exist before restore: Keras optimizers create them lazily.
-        self.optimizer.build(self.model.trainable_variables)
-        self._checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
-
-    def restore(self, checkpoint_path: str, use_ema: bool = True) -> bool:
-        """Loads the checkpoint; with ``use_ema`` swaps in the EMA weights. Returns EMA used."""
-        status = restore_checkpoint(self._checkpoint, checkpoint_path, "model")
-        status.expect_partial()  # global_step, iterator, model_variables: training-only
-        if use_ema and not self.optimizer.use_ema:
-            logging.warning("%s was trained without weight EMA (train.use_ema=False): using the "
-                            "raw weights", checkpoint_path)
-            return False
-        if use_ema:
-            assign_ema_weights(self.model, self.optimizer)
-        return use_ema
-
-
-def load_model_for_inference(
-    model_dir: str,
-    checkpoint_path: str | None = None,
-    use_ema: bool = True,
-    *,
-    strategy: tf.distribute.Strategy | None = None,
-    dtype_policy: str | None = "float32",
-) -> tuple[keras.Model, ml_collections.ConfigDict]:
-    """Rebuilds the trained classifier of ``model_dir`` and loads its (EMA) weights.
-
-    Args:
-      model_dir: directory written by train_main.py (config.json + checkpoints).
-      checkpoint_path: a specific checkpoint prefix; default the latest one.
-      use_ema: load the exponential moving average of the weights (what eval and export use).
-      strategy: build the model under this strategy's scope (default: the current strategy).
-      dtype_policy: Keras dtype policy of the rebuilt model ('float32' default, None = global).
-
-    Returns:
-      (model, config): the functional Keras model (input [b, S, S, 3] normalised images, output
-      [b, classes] float32 logits) and the resolved experiment config of config.json, with
-      ``config.restored`` = {checkpoint, step, ema}.
-
-    Raises:
-      NoCheckpointError: no config.json or no checkpoint.
-      CheckpointMismatchError: the checkpoint does not fit the config's network.
-    """
-    config = load_experiment_config(model_dir)
-    require_classifier(config, model_dir)
-    path = checkpoint_path or latest_checkpoint(model_dir)
-    if checkpoint_path and not tf.io.gfile.glob(checkpoint_path + ".index"):
-        raise NoCheckpointError(f"checkpoint {checkpoint_path!r} not found")
-    strategy = strategy or tf.distribute.get_strategy()
-    with strategy.scope():
-        restorer = ClassifierRestorer(config, dtype_policy=dtype_policy)
-    used_ema = restorer.restore(path, use_ema=use_ema)
-    config.restored = dict(checkpoint=path, step=checkpoint_step(path), ema=used_ema)
-    return restorer.model, config
 
 
 # --------------------------------------------------------------- model dir ownership, litter

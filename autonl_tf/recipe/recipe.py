@@ -14,23 +14,27 @@ import math
 import keras
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
-from autonl_tf.models import build_model, check_image_size, resolve_model_spec
-from autonl_tf.training import strategy as strategy_lib
-from autonl_tf.training.config import ConfigError, require
-from autonl_tf.training.losses import (
+from autonl_tf.models import ModelSpec, build_model, check_image_size, resolve_model_spec
+from autonl_tf.recipe.losses import (
     NaNAfterStep,
     SmoothedSparseCategoricalCrossentropy,
     apply_l2_weight_decay,
 )
-from autonl_tf.training.optimizer import TF1RMSprop
-from autonl_tf.training.schedules import WarmupExponentialDecay, scaled_learning_rate
+from autonl_tf.recipe.optimizer import TF1RMSprop
+from autonl_tf.recipe.schedules import WarmupExponentialDecay, scaled_learning_rate
+from autonl_tf.runner import checkpoints
+from autonl_tf.runner.config import ConfigError, require
 
 __all__ = [
+    "ClassifierRestorer",
     "build_classifier",
     "build_optimizer",
     "compile_classifier",
     "dtype_policy_scope",
+    "load_model_for_inference",
+    "model_spec",
     "resolve_experiment",
     "validate_config",
 ]
@@ -73,20 +77,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"data.image_size: {e}") from None
 
 
-def resolve_experiment(config: ml_collections.ConfigDict,
-                       prepare_data: bool = True) -> ml_collections.ConfigDict:
+def resolve_experiment(config: ml_collections.ConfigDict, prepare_data: bool = True,
+                       spec: ModelSpec | None = None) -> ml_collections.ConfigDict:
     """A resolved copy of ``config``: what config.json stores and every builder reads.
 
     Adds ``model.name`` (as given) and replaces ``model.arch`` by its block strings (a config
     without ``model.arch``, the search's, keeps its model section as it is); prepares
     the data section (``autonl_tf.data.prepare``, preparation.py: data_dir, num_classes, example counts); adds
     ``train.steps_per_epoch``, ``train.total_steps`` and ``train.learning_rate`` (batch-scaled).
-    Raises `ConfigError`, ``ArchError`` or ``DataError`` with a one-line message.
+    ``spec``: ``model.arch`` already decoded (a run decodes it once, `ClassifierTask`); None
+    decodes it here. Raises `ConfigError`, ``ArchError`` or ``DataError`` with a one-line
+    message.
     """
     validate_config(config)
     resolved = ml_collections.ConfigDict(config.to_dict())  # unlocked copy, references resolved
     if "arch" in config.model:
-        spec = resolve_model_spec(config.model.arch)
+        spec = spec or resolve_model_spec(config.model.arch)
         resolved.model.name = spec.name  # 'autonl_s', an architecture file's stem, or 'custom'
         resolved.model.arch = spec.arch_string
     if prepare_data:
@@ -124,36 +130,19 @@ def dtype_policy_scope(policy: str | None):
         keras.config.set_dtype_policy(previous)
 
 
-def use_bfloat16(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy) -> bool:
-    """``train.use_bfloat16``; None = True on TPU only."""
-    if config.train.use_bfloat16 is None:
-        return strategy_lib.is_tpu_strategy(strategy)
-    return bool(config.train.use_bfloat16)
+def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
+    """The network of a resolved config (``model.arch``: block strings, as config.json holds)."""
+    return resolve_model_spec(config.model.arch)
 
 
-def resolve_execution(config: ml_collections.ConfigDict,
-                      strategy: tf.distribute.Strategy) -> tuple[bool, bool]:
-    """Settles ``train.use_bfloat16`` and ``train.jit_compile`` for ``strategy``, in place.
-
-    Checks that the training batch splits over the replicas; returns (bfloat16, jit_compile).
-    Training and the search both run through this, so their saved configs record the same.
-    """
-    train = config.train
-    strategy_lib.per_replica_batch_size(train.batch_size, strategy, "train batch size")
-    bfloat16 = use_bfloat16(config, strategy)
-    jit_compile = strategy_lib.resolve_jit_compile(train.jit_compile, strategy)
-    train.use_bfloat16 = bfloat16
-    train.jit_compile = str(jit_compile).lower()
-    return bfloat16, jit_compile
-
-
-def build_classifier(config: ml_collections.ConfigDict,
-                     dtype_policy: str | None = None) -> keras.Model:
+def build_classifier(config: ml_collections.ConfigDict, dtype_policy: str | None = None,
+                     spec: ModelSpec | None = None) -> keras.Model:
     """The network of a resolved config. Input [b, S, S, 3] float, output [b, classes] float32.
 
-    Build it under ``strategy.scope()`` for distributed training.
+    ``spec``: the config's network already decoded (`model_spec`), None decodes it. Build it
+    under ``strategy.scope()`` for distributed training.
     """
-    spec = resolve_model_spec(config.model.arch)
+    spec = spec or model_spec(config)
     with dtype_policy_scope(dtype_policy):
         return build_model(
             spec,
@@ -216,3 +205,75 @@ def compile_classifier(model: keras.Model, config: ml_collections.ConfigDict,
         jit_compile=jit_compile,
     )
     return model
+
+
+# ---------------------------------------------------------- the trained classifier, back
+
+
+class ClassifierRestorer:
+    """A classifier built once from a model dir's config.json, restorable from any checkpoint.
+
+    Continuous evaluation restores each new checkpoint into the same model instead of rebuilding
+    it. Build under ``strategy.scope()`` to evaluate with a distribution strategy. ``spec``: the
+    network of ``config`` already decoded (None: decoded from ``model.arch`` here).
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, dtype_policy: str | None = "float32",
+                 spec: ModelSpec | None = None):
+        self.config = config
+        self.model = build_classifier(config, dtype_policy=dtype_policy, spec=spec)
+        self.optimizer = build_optimizer(config)
+        # Slots must exist before restore: Keras optimizers create them lazily.
+        self.optimizer.build(self.model.trainable_variables)
+        self._checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+
+    def restore(self, checkpoint_path: str, use_ema: bool = True) -> bool:
+        """Loads the checkpoint; with ``use_ema`` swaps in the EMA weights. Returns EMA used."""
+        status = checkpoints.restore_checkpoint(self._checkpoint, checkpoint_path, "model")
+        status.expect_partial()  # global_step, iterator, model_variables: training-only
+        if use_ema and not self.optimizer.use_ema:
+            logging.warning("%s was trained without weight EMA (train.use_ema=False): using the "
+                            "raw weights", checkpoint_path)
+            return False
+        if use_ema:
+            checkpoints.assign_ema_weights(self.model, self.optimizer)
+        return use_ema
+
+
+def load_model_for_inference(
+    model_dir: str,
+    checkpoint_path: str | None = None,
+    use_ema: bool = True,
+    *,
+    strategy: tf.distribute.Strategy | None = None,
+    dtype_policy: str | None = "float32",
+) -> tuple[keras.Model, ml_collections.ConfigDict]:
+    """Rebuilds the trained classifier of ``model_dir`` and loads its (EMA) weights.
+
+    Args:
+      model_dir: directory written by train_main.py (config.json + checkpoints).
+      checkpoint_path: a specific checkpoint prefix; default the latest one.
+      use_ema: load the exponential moving average of the weights (what eval and export use).
+      strategy: build the model under this strategy's scope (default: the current strategy).
+      dtype_policy: Keras dtype policy of the rebuilt model ('float32' default, None = global).
+
+    Returns:
+      (model, config): the functional Keras model (input [b, S, S, 3] normalised images, output
+      [b, classes] float32 logits) and the resolved experiment config of config.json, with
+      ``config.restored`` = {checkpoint, step, ema}.
+
+    Raises:
+      NoCheckpointError: no config.json or no checkpoint.
+      CheckpointMismatchError: the checkpoint does not fit the config's network.
+    """
+    config = checkpoints.load_experiment_config(model_dir)
+    checkpoints.require_classifier(config, model_dir)
+    path = checkpoint_path or checkpoints.latest_checkpoint(model_dir)
+    if checkpoint_path and not tf.io.gfile.glob(checkpoint_path + ".index"):
+        raise checkpoints.NoCheckpointError(f"checkpoint {checkpoint_path!r} not found")
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        restorer = ClassifierRestorer(config, dtype_policy=dtype_policy)
+    used_ema = restorer.restore(path, use_ema=use_ema)
+    config.restored = dict(checkpoint=path, step=checkpoints.checkpoint_step(path), ema=used_ema)
+    return restorer.model, config

@@ -43,9 +43,9 @@ import tensorflow as tf
 from absl import logging
 
 from autonl_tf.errors import Preempted, RunFailure
-from autonl_tf.training import checkpoints as checkpoints_lib
-from autonl_tf.training import progress
-from autonl_tf.training import strategy as strategy_lib
+from autonl_tf.runner import checkpoints as checkpoints_lib
+from autonl_tf.runner import progress
+from autonl_tf.runner import strategy as strategy_lib
 
 __all__ = [
     "CheckpointCallback",
@@ -582,7 +582,7 @@ class _TrainingRun:
 
 def _default_evaluator(model, strategy, eval_dataset_fn, eval_steps) -> Callable:
     """Exact weighted top-1/top-5 on (images, labels, weights) batches."""
-    from autonl_tf.training import evaluation
+    from autonl_tf.runner import evaluation
 
     dataset = strategy.distribute_datasets_from_function(eval_dataset_fn)
     evaluator = evaluation.make_classifier_evaluator(model, strategy)
@@ -602,7 +602,7 @@ def _run_eval(evaluate, model, use_ema, step, chief, model_dir) -> dict:
                  progress.format_logs({k: v for k, v in metrics.items()
                                        if isinstance(v, int | float) and not isinstance(v, bool)}))
     if chief:
-        from autonl_tf.training import evaluation
+        from autonl_tf.runner import evaluation
 
         evaluation.write_eval_summaries(model_dir, step, metrics)
     metrics["step"] = step

@@ -1,18 +1,18 @@
-"""One experiment runner for training and the search, and the evaluation program.
+"""One experiment runner for training and the search, and the evaluation of a model dir.
 
-`run_experiment(task, config, model_dir=..., strategy=...)` is the sequence that train_main.py and
-search_main.py share: resolve the config (the task's way), settle the execution for the strategy
-(`recipe.resolve_execution`: bfloat16, XLA), check that the model dir holds the same network
+`run_experiment(task, config, model_dir=..., strategy=...)` is the sequence that training and
+the search share: resolve the config (the task's way), settle the execution for the strategy
+(`strategy.resolve_execution`: bfloat16, XLA), check that the model dir holds the same network
 (``config.json``, `checkpoints.check_same_model`), check the data, save ``config.json``, seed,
 build and compile the task's model under ``strategy.scope()`` and run `driver.fit` with the
-task's plug-ins. What differs between the two is an `ExperimentTask`: `ClassifierTask` here (the
-retraining recipe, optional evaluation into eval_results.json) and
-`autonl_tf.search.experiment.SearchTask` (the supernet, its held-out evaluator and the recorder
-that writes arch.txt).
+task's plug-ins. What differs between the two is an `ExperimentTask`:
+`autonl_tf.recipe.task.ClassifierTask` (the retraining recipe, optional evaluation into
+eval_results.json) and `autonl_tf.search.experiment.SearchTask` (the supernet, its held-out
+evaluator and the recorder that writes arch.txt).
 
-`evaluate_experiment` is the program behind eval_main.py: the latest / a given / every new
-checkpoint of a model dir. Exporting is the export package's (`autonl_tf.export`); the binaries
-call it after these return.
+`evaluate_experiment(model_dir, task=...)` evaluates the latest / a given / every new checkpoint
+of a model dir (the evaluation program, `autonl_tf.programs.evaluate`). Exporting is the export
+package's (`autonl_tf.export`); the programs call it after these return.
 """
 
 from __future__ import annotations
@@ -31,12 +31,11 @@ import tensorflow as tf
 from absl import logging
 
 from autonl_tf import files
-from autonl_tf.models import resolve_model_spec
-from autonl_tf.training import checkpoints, driver, evaluation, recipe
-from autonl_tf.training import strategy as strategy_lib
+from autonl_tf.runner import checkpoints, driver, evaluation
+from autonl_tf.runner import strategy as strategy_lib
 
-__all__ = ["ClassifierTask", "ExperimentTask", "RunContext", "TaskPlugins", "evaluate_experiment",
-           "input_signature", "run_experiment", "train_experiment"]
+__all__ = ["ExperimentTask", "RunContext", "TaskPlugins", "evaluate_experiment",
+           "input_signature", "run_experiment"]
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
@@ -89,6 +88,16 @@ class ExperimentTask:
     def finish(self, model: keras.Model, resolved: ml_collections.ConfigDict,
                context: RunContext, result: dict) -> None:
         """Adds the task's outputs to the driver's result (after training)."""
+
+    # -- evaluation of a model dir (`evaluate_experiment`) --------------------------------------
+    def check_saved(self, saved: ml_collections.ConfigDict, model_dir: str) -> None:
+        """Raises a `UserError` (one line) unless ``model_dir`` (its config.json: ``saved``)
+        holds a model this task evaluates."""
+
+    def restorer(self, saved: ml_collections.ConfigDict) -> evaluation.Restorer:
+        """The task's model rebuilt from a model dir's config.json, ready to restore checkpoints
+        into (called under ``strategy.scope()``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate model dirs")
 
 
 # Data keys that define the training input stream (a change restarts the input position).
@@ -169,7 +178,7 @@ def run_experiment(task: ExperimentTask, config: ml_collections.ConfigDict, *, m
     resolved config), 'model' and what the task's `finish` adds.
     """
     resolved = task.resolve(config)
-    bfloat16, jit_compile = recipe.resolve_execution(resolved, strategy)
+    bfloat16, jit_compile = strategy_lib.resolve_execution(resolved, strategy)
     if task.evaluates:
         strategy_lib.per_replica_batch_size(resolved.eval.batch_size, strategy, "eval batch size")
     chief = strategy_lib.is_chief(strategy)
@@ -203,58 +212,6 @@ def run_experiment(task: ExperimentTask, config: ml_collections.ConfigDict, *, m
     return result
 
 
-class _EvalResultsWriter(keras.callbacks.Callback):
-    """Appends every in-training evaluation to eval_results.json (chief only)."""
-
-    def __init__(self, model_dir: str, chief: bool):
-        super().__init__()
-        self.model_dir = model_dir
-        self.chief = chief
-
-    def on_test_end(self, logs=None):
-        if self.chief and logs:
-            evaluation.append_eval_result(self.model_dir, {
-                "step": int(logs["step"]), "checkpoint": f"ckpt-{int(logs['step'])}",
-                "top1": logs["top1"], "top5": logs["top5"], "loss": logs["loss"],
-                "num_images": logs["num_images"], "num_nonfinite": logs.get("num_nonfinite", 0),
-                "ema": bool(logs["ema"]),
-                "source": "train_and_eval"})
-
-
-class ClassifierTask(ExperimentTask):
-    """The retraining recipe: a classifier from ``model.arch``; ``mode='train_and_eval'`` also
-    evaluates on the eval split (every ``eval.every_steps`` and at the end)."""
-
-    def __init__(self, mode: str = "train"):
-        if mode not in ("train", "train_and_eval"):
-            raise ValueError(f"mode must be 'train' or 'train_and_eval', got {mode!r}")
-        self.evaluates = mode == "train_and_eval"
-
-    def resolve(self, config):
-        return recipe.resolve_experiment(config)
-
-    def describe(self, resolved):
-        return (f"Training {resolved.model.name}, lr {resolved.train.learning_rate:.4g}")
-
-    def build(self, resolved, dtype_policy, jit_compile):
-        model = recipe.build_classifier(resolved, dtype_policy)
-        return recipe.compile_classifier(model, resolved, jit_compile=jit_compile)
-
-    def plugins(self, model, resolved, context):
-        callbacks = [_EvalResultsWriter(context.model_dir, context.chief)] if self.evaluates else []
-        return TaskPlugins(callbacks=callbacks, eval_use_ema=bool(resolved.eval.use_ema))
-
-
-def train_experiment(config: ml_collections.ConfigDict, *, model_dir: str,
-                     strategy: tf.distribute.Strategy, mode: str = "train") -> dict:
-    """Trains (and with ``mode='train_and_eval'`` evaluates) the config's model in model_dir.
-
-    Reruns of the same command resume from the latest checkpoint. Returns the driver's result
-    dict plus 'config' (the resolved config) and 'model' (the trained Keras model, raw weights).
-    """
-    return run_experiment(ClassifierTask(mode), config, model_dir=model_dir, strategy=strategy)
-
-
 def _wait_for_config(model_dir: str, timeout_s: float) -> None:
     """Continuous evaluation may start before training: wait for config.json to appear."""
     path = os.path.join(model_dir, checkpoints.CONFIG_FILE)
@@ -265,16 +222,19 @@ def _wait_for_config(model_dir: str, timeout_s: float) -> None:
         time.sleep(1.0)
 
 
-def evaluate_experiment(model_dir: str, *, strategy: tf.distribute.Strategy,
+def evaluate_experiment(model_dir: str, *, task: ExperimentTask,
+                        strategy: tf.distribute.Strategy,
                         data_overrides: Mapping[str, object] | None = None,
                         eval_batch_size: int | None = None, use_ema: bool = True,
                         continuous: bool = False, timeout_s: float | None = None,
-                        checkpoint_path: str | None = None, arch: str | None = None,
+                        checkpoint_path: str | None = None,
                         eval_steps: int | None = None) -> list[dict]:
     """Evaluates a model dir's checkpoints on its eval split; appends to eval_results.json.
 
     Args:
-      model_dir: written by train_experiment (config.json + checkpoints).
+      model_dir: written by `run_experiment` (config.json + checkpoints).
+      task: what the model dir holds: it checks config.json (`ExperimentTask.check_saved`,
+        e.g. the architecture asked for) and rebuilds the model (`ExperimentTask.restorer`).
       strategy: evaluation strategy (the eval batch is split over its replicas).
       data_overrides: data-section keys to change, e.g. {'data_dir': ...} on another machine.
       eval_batch_size: global eval batch (default the config's eval.batch_size).
@@ -282,7 +242,6 @@ def evaluate_experiment(model_dir: str, *, strategy: tf.distribute.Strategy,
       continuous: evaluate every new checkpoint until the last training step or ``timeout_s``
         seconds without a new checkpoint.
       checkpoint_path: evaluate this checkpoint only.
-      arch: if given, must describe the model dir's network (else CheckpointMismatchError).
       eval_steps: batches per evaluation (default: the whole split).
     """
     if timeout_s is None and tf.io.gfile.exists(os.path.join(model_dir, checkpoints.CONFIG_FILE)):
@@ -290,12 +249,7 @@ def evaluate_experiment(model_dir: str, *, strategy: tf.distribute.Strategy,
     if continuous:
         _wait_for_config(model_dir, timeout_s if timeout_s is not None else 3600.0)
     config = checkpoints.load_experiment_config(model_dir)
-    checkpoints.require_classifier(config, model_dir)
-    if arch is not None:
-        requested = ml_collections.ConfigDict(config.to_dict())
-        spec = resolve_model_spec(arch)
-        requested.model.arch, requested.model.name = spec.arch_string, spec.name
-        checkpoints.check_same_model(config, requested, model_dir)
+    task.check_saved(config, model_dir)
     if checkpoint_path and not tf.io.gfile.exists(checkpoint_path + ".index"):
         raise checkpoints.NoCheckpointError(f"checkpoint {checkpoint_path!r} not found")
     if not continuous and not checkpoint_path:
@@ -312,8 +266,11 @@ def evaluate_experiment(model_dir: str, *, strategy: tf.distribute.Strategy,
     def eval_dataset_fn(input_context):
         return data.build_eval_dataset(data_cfg, batch_size, input_context)
 
+    with strategy.scope():
+        restorer = task.restorer(config)
     records = evaluation.evaluate_checkpoints(
-        model_dir, eval_dataset_fn, strategy=strategy, use_ema=use_ema, continuous=continuous,
+        model_dir, eval_dataset_fn, restorer=restorer, strategy=strategy, use_ema=use_ema,
+        continuous=continuous,
         timeout_s=timeout_s if timeout_s is not None else float(config.eval.timeout_s),
         checkpoint_path=checkpoint_path, steps=eval_steps or None,
         stop_at_step=int(config.train.total_steps), write_results=strategy_lib.is_chief(strategy),

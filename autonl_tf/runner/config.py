@@ -1,7 +1,7 @@
 """Experiment configs as code: named configs in ``configs/<name>.py``, overrides, validation.
 
 A config is an `ml_collections.ConfigDict` with the sections ``model``, ``data``, ``train`` and
-``eval`` (see `autonl_tf.training.defaults` for every key and its meaning). The ``configs/``
+``eval`` (see `autonl_tf.recipe.defaults` for every key and its meaning). The ``configs/``
 folder of the repository is what users edit and pass; its files are loaded by path (never
 imported as a package, so nothing named ``configs`` is installed or shadowed) and import only
 ``autonl_tf``. Where it is: ``$AUTONL_CONFIG_DIR``, else the repository's ``configs/`` next to
@@ -118,7 +118,16 @@ def define_config_flag(name: str = "config", default: str | None = None,
     flag = flag_values[name]
     flag.parser = _NamedConfigParser(flag.parser)
     if default is not None:
-        flag_values.set_default(name, default)
+        try:
+            flag_values.set_default(name, default)
+        except flags.Error:
+            # No configs/ folder here (an installed package run outside the repository): the
+            # program still answers --help and bad flags, and a run without --config is one
+            # flag error naming the fix.
+            flags.register_validator(
+                name, lambda value: value is not None, flag_values=flag_values,
+                message=f"--{name} is required here: the default config {default!r} is in no "
+                        f"configs/ folder (pass --{name}=<file.py>, or set ${CONFIG_DIR_ENV})")
     return holder
 
 

@@ -1,12 +1,14 @@
-"""Command-line plumbing shared by every autonl_tf command: strategy flags, exit codes, errors."""
+"""Command-line plumbing shared by every autonl_tf command: strategy flags, the flags that
+override config keys, exit codes, errors."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
@@ -22,8 +24,67 @@ from autonl_tf.errors import (
 )
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_NOT_LEARNING", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_RUN_FAILED",
+           "CONFIG_FLAGS", "ConfigFlag", "apply_config_flags", "define_config_flags",
            "define_strategy_flags", "error_line", "exit_on_user_errors", "parse_flags",
            "quiet_tensorflow_startup", "run", "strategy_from_flags"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigFlag:
+    """A Cloud-TPU-style flag that, when given, overrides one config key."""
+
+    key: str  # the dotted config key it overrides
+    kind: str  # 'string' | 'integer' | 'float' | 'bool'
+    help: str
+    lower_bound: int | None = None
+
+
+# The one table of flag -> config key (the programs define the subset they take).
+CONFIG_FLAGS: dict[str, ConfigFlag] = {
+    "data_dir": ConfigFlag("data.data_dir", "string", "Overrides config.data.data_dir."),
+    "arch": ConfigFlag("model.arch", "string", "Overrides config.model.arch: a model name "
+                       "(autonl_s, autonl_l, mobilenet_v2), an architecture file or block "
+                       "strings."),
+    "target_flops": ConfigFlag("search.target_flops", "float", "MACs target of the searched "
+                               "network, e.g. 350e6 (config.search.target_flops)."),
+    "target_latency_ms": ConfigFlag("search.target_latency_ms", "float", "Latency target in ms "
+                                    "instead of MACs, predicted by --latency_table "
+                                    "(config.search.target_latency_ms; docs/latency.md)."),
+    "latency_table": ConfigFlag("search.latency_table", "string", "Latency table of the device "
+                                "to search for (config.search.latency_table; python -m "
+                                "autonl_tf.latency.build_table)."),
+    "train_steps": ConfigFlag("train.train_steps", "integer",
+                              "Overrides config.train.train_steps.", lower_bound=1),
+    "train_epochs": ConfigFlag("train.train_epochs", "float",
+                               "Overrides config.train.train_epochs."),
+    "train_batch_size": ConfigFlag("train.batch_size", "integer",
+                                   "Global training batch (config.train.batch_size).",
+                                   lower_bound=1),
+    "eval_batch_size": ConfigFlag("eval.batch_size", "integer",
+                                  "Global eval batch (config.eval.batch_size).", lower_bound=1),
+    "iterations_per_loop": ConfigFlag("train.steps_per_loop", "integer", "Training steps per "
+                                      "host call (config.train.steps_per_loop).", lower_bound=1),
+    "use_bfloat16": ConfigFlag("train.use_bfloat16", "bool", "mixed_bfloat16 "
+                               "(config.train.use_bfloat16; default: on TPU only)."),
+}
+
+
+def define_config_flags(names: Sequence[str]) -> None:
+    """Defines these flags of `CONFIG_FLAGS` (default None: the config's value stands)."""
+    for name in names:
+        flag = CONFIG_FLAGS[name]
+        define = getattr(flags, f"DEFINE_{flag.kind}")
+        kwargs = {} if flag.lower_bound is None else {"lower_bound": flag.lower_bound}
+        define(name, None, flag.help, **kwargs)
+
+
+def apply_config_flags(config, names: Sequence[str]) -> None:
+    """Overrides ``config``'s keys by the flags of ``names`` that were given (not None)."""
+    from autonl_tf.runner import config as config_lib
+
+    values = {name: getattr(flags.FLAGS, name) for name in names}
+    config_lib.apply_overrides(config, {CONFIG_FLAGS[name].key: value
+                                        for name, value in values.items() if value is not None})
 
 
 def define_strategy_flags() -> None:
@@ -39,7 +100,7 @@ def define_strategy_flags() -> None:
 
 
 def strategy_from_flags():
-    from autonl_tf.training.strategy import create_strategy
+    from autonl_tf.runner.strategy import create_strategy
 
     f = flags.FLAGS
     return create_strategy(tpu=f.tpu, tpu_zone=f.tpu_zone, gcp_project=f.gcp_project,
@@ -94,7 +155,7 @@ def _unknown_key(error: BaseException, argv: list[str], config_flag: str = "conf
     argument = _config_argument(argv, config_flag)
     if argument:
         try:
-            from autonl_tf.training import config as config_lib
+            from autonl_tf.runner import config as config_lib
 
             config = config_lib.load_config(argument)
         except Exception:  # the config itself is broken: report the raw key below

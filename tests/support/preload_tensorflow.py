@@ -1,4 +1,4 @@
-"""Imported by the fork server of `autonl_tf.training.programs` before it forks: TensorFlow (its
+"""Imported by the fork server of `tests.support.programs` before it forks: TensorFlow (its
 CUDA probe quiet, as the command-line tools start it) and Keras, and nothing run."""
 
 from autonl_tf._startup import quiet_tensorflow_startup

@@ -64,7 +64,7 @@ def tiny_overrides(data_dir: str, train_steps: int = 8, **extra: Any) -> dict[st
 def tiny_config(data_dir: str, train_steps: int = 8,
                 **extra: Any) -> ml_collections.ConfigDict:
     """The 'demo' config shrunk by `tiny_overrides` (extra keys as ``train__seed=1``)."""
-    from autonl_tf.training.config import load_config
+    from autonl_tf.runner.config import load_config
 
     return load_config("demo", tiny_overrides(data_dir, train_steps, **extra))
 
@@ -89,9 +89,10 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def main_command(binary: str, *args: str) -> list[str]:
-    """``[sys.executable, <repo>/<binary>, *args]``."""
-    return [sys.executable, str(REPO_ROOT / binary), *args]
+def main_command(program: str, *args: str) -> list[str]:
+    """``[sys.executable, -m, autonl_tf.<program>, *args]`` (``program``: 'train_main', ...;
+    a trailing '.py' is dropped): the package's module, as the pipeline starts it."""
+    return [sys.executable, "-m", f"autonl_tf.{program.removesuffix('.py')}", *args]
 
 
 def kill_drill(args: list[str], model_dir: str, num_kills: int, *, seed: int = 0,
@@ -118,7 +119,7 @@ def kill_drill(args: list[str], model_dir: str, num_kills: int, *, seed: int = 0
 
     import tensorflow as tf
 
-    from autonl_tf.training import programs
+    from tests.support import programs
 
     rng = random.Random(seed)
     log_dir = log_dir or tempfile.mkdtemp(prefix="kill_drill_")

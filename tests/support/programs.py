@@ -48,7 +48,7 @@ IMPORT_TIME_VARIABLES = ("TF_CPP_", "TF_ENABLE_", "TF_XLA_", "XLA_FLAGS", "CUDA_
                          "KMP_", "MKL_", "TF_NUM_", "TF_USE_LEGACY_KERAS", "KERAS_BACKEND",
                          "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "LD_")
 
-_PRELOAD_MODULE = "autonl_tf.training._preload_tensorflow"
+_PRELOAD_MODULE = "tests.support.preload_tensorflow"
 _server_env: dict[str, str] | None = None
 _fresh_sys_path: list[str] | None = None
 _pipe_dir: str | None = None

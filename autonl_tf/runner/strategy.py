@@ -28,8 +28,10 @@ __all__ = [
     "is_tpu_strategy",
     "num_workers",
     "per_replica_batch_size",
+    "resolve_execution",
     "resolve_jit_compile",
     "strategy_kind",
+    "use_bfloat16",
     "task_info",
 ]
 
@@ -232,3 +234,25 @@ def resolve_jit_compile(setting, strategy: tf.distribute.Strategy) -> bool:
     if kind == "multi_worker":
         return bool(tf.config.list_physical_devices("GPU"))
     return kind in ("tpu", "gpu")
+
+
+def use_bfloat16(config, strategy: tf.distribute.Strategy) -> bool:
+    """``train.use_bfloat16``; None = True on TPU only."""
+    if config.train.use_bfloat16 is None:
+        return is_tpu_strategy(strategy)
+    return bool(config.train.use_bfloat16)
+
+
+def resolve_execution(config, strategy: tf.distribute.Strategy) -> tuple[bool, bool]:
+    """Settles ``train.use_bfloat16`` and ``train.jit_compile`` for ``strategy``, in place.
+
+    Checks that the training batch splits over the replicas; returns (bfloat16, jit_compile).
+    Training and the search both run through this, so their saved configs record the same.
+    """
+    train = config.train
+    per_replica_batch_size(train.batch_size, strategy, "train batch size")
+    bfloat16 = use_bfloat16(config, strategy)
+    jit_compile = resolve_jit_compile(train.jit_compile, strategy)
+    train.use_bfloat16 = bfloat16
+    train.jit_compile = str(jit_compile).lower()
+    return bfloat16, jit_compile

@@ -13,15 +13,18 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 from autonl_tf import files
-from autonl_tf.training import checkpoints, progress
+from autonl_tf.runner import checkpoints, progress
 
 __all__ = [
+    "EvalResultsWriter",
+    "Restorer",
     "append_eval_result",
     "evaluate_checkpoints",
     "evaluate_classifier",
@@ -159,6 +162,37 @@ def append_eval_result(model_dir: str, record: Mapping) -> str:
 # ---------------------------------------------------------------------------- the evaluator
 
 
+class Restorer(Protocol):
+    """A model rebuilt once from a model dir's config.json, restorable from any checkpoint."""
+
+    model: keras.Model
+
+    def restore(self, checkpoint_path: str, use_ema: bool = True) -> bool:
+        """Loads the checkpoint (its EMA weights with ``use_ema``); returns whether EMA weights
+        are in use."""
+        ...
+
+
+class EvalResultsWriter(keras.callbacks.Callback):
+    """Appends every in-training evaluation (the driver's ``on_test_end`` logs) to
+    eval_results.json (chief only)."""
+
+    def __init__(self, model_dir: str, chief: bool):
+        super().__init__()
+        self.model_dir = model_dir
+        self.chief = chief
+
+    def on_test_end(self, logs=None):
+        if self.chief and logs:
+            append_eval_result(self.model_dir, {
+                "step": int(logs["step"]), "checkpoint": f"ckpt-{int(logs['step'])}",
+                "top1": logs["top1"], "top5": logs["top5"], "loss": logs["loss"],
+                "num_images": logs["num_images"], "num_nonfinite": logs.get("num_nonfinite", 0),
+                "ema": bool(logs["ema"]),
+                "source": "train_and_eval"})
+
+
+
 def evaluate_checkpoints(
     model_dir: str,
     dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset],
@@ -172,7 +206,7 @@ def evaluate_checkpoints(
     stop_at_step: int | None = None,
     write_results: bool = True,
     skip_evaluated: bool = True,
-    restorer: checkpoints.ClassifierRestorer | None = None,
+    restorer: Restorer,
 ) -> list[dict]:
     """Evaluates the latest checkpoint, or every new one as it appears (``continuous``).
 
@@ -181,12 +215,12 @@ def evaluate_checkpoints(
     checkpoint at ``stop_at_step`` (the end of training) has been evaluated. Checkpoints already
     in eval_results.json (same step and EMA setting) are skipped when ``skip_evaluated``.
 
+    ``restorer`` holds the model (built under ``strategy.scope()``, e.g.
+    `autonl_tf.recipe.recipe.ClassifierRestorer`); each checkpoint is restored into it.
+
     Returns the records written (step, checkpoint, top1, top5, loss, num_images, ema, ...).
     """
     config = checkpoints.load_experiment_config(model_dir)
-    if restorer is None:
-        with strategy.scope():
-            restorer = checkpoints.ClassifierRestorer(config)
     evaluator = make_classifier_evaluator(restorer.model, strategy)
     dataset = strategy.distribute_datasets_from_function(dataset_fn)
     done = {(r.get("step"), r.get("ema")) for r in read_eval_results(model_dir)} \

@@ -11,7 +11,9 @@ import keras
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-__all__ = ["PROFILED_OP_TYPES", "graph_profiler_macs"]
+from autonl_tf import cost
+
+__all__ = ["PROFILED_OP_TYPES", "analytic_macs_as_profiled", "graph_profiler_macs"]
 
 PROFILED_OP_TYPES = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "BatchMatMulV3",
                      "Mean")
@@ -38,3 +40,16 @@ def graph_profiler_macs(model: keras.Model, image_size: int) -> dict[str, int]:
 
     walk(root)
     return {t: (f if t == "Mean" else f // 2) for t, f in flops.items()}
+
+
+def analytic_macs_as_profiled(analytic: cost.ModelCost, measured: dict[str, int]) -> int:
+    """The analytic MACs that `graph_profiler_macs` must report in total for this network.
+
+    The LightNL aggregation is an einsum -> BatchMatMul, which some TensorFlow versions leave
+    uncounted: it is taken out of the analytic figure where the profiler counted no BatchMatMul.
+    """
+    aggregation = sum(min(cost.lightnl_orders(b.out_size, b.out_size, b.out_channels,
+                                              b.spec.nonlocal_ratio, b.spec.nonlocal_stride))
+                      for b in analytic.blocks if b.spec.has_nonlocal)
+    profiled_batch_matmul = measured.get("BatchMatMulV2", 0) + measured.get("BatchMatMulV3", 0)
+    return analytic.macs - (aggregation if profiled_batch_matmul == 0 else 0)

@@ -19,7 +19,7 @@ train
   warmup_epochs      linear warm-up from 0 (5)
   lr_decay_rate, lr_decay_epochs, lr_staircase   x0.97 every 2.4 epochs, staircase
   min_learning_rate  floor of the decayed rate (0)
-  optimizer          'rmsprop_tf1' (RMSProp with TF1 semantics, see training/optimizer.py)
+  optimizer          'rmsprop_tf1' (RMSProp with TF1 semantics, see recipe/optimizer.py)
   rmsprop_rho, rmsprop_momentum, rmsprop_epsilon   0.9 / 0.9 / 1e-3
   rmsprop_initial_mean_square   1.0 (TF1 initialises the mean square to ones)
   weight_decay       L2 on conv/dense kernels, as weight_decay * sum(w^2) / 2 (1e-5)
