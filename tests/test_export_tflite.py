@@ -191,11 +191,12 @@ def test_int8_products_add_no_partition_and_xnnpack_computes_them_exactly(
 
 def test_one_atypical_calibration_image_no_longer_ruins_int8(demo_model, calibration_images,
                                                             verification_images):
-    """LightNL is cubic in its input: an image with 4x the contrast of the others drives its
-    activations ~64x higher, and min/max calibration on it left every int8 range too coarse for
-    the ordinary images (measured: 10% top-1 agreement). Ranges that may clip the extremes of
+    """LightNL is cubic in its input: an image with 8x the contrast of the others drives its
+    activations ~500x higher, and min/max calibration on it leaves every int8 range too coarse
+    for the ordinary images (measured: 8.5% top-1 agreement; at 4x the contrast the demo model's
+    margins still held, 100%). Ranges that may clip the extremes of
     a few images per tensor keep the agreement of the clean calibration set."""
-    calibration = np.concatenate([calibration_images[:-1], calibration_images[-1:] * 4.0])
+    calibration = np.concatenate([calibration_images[:-1], calibration_images[-1:] * 8.0])
     reference = demo_model(verification_images, training=False).numpy()
 
     def agreement(outlier_fraction: float) -> float:
@@ -276,8 +277,13 @@ def test_product_output_ranges_round_and_clip_least(demo_model, calibration_imag
     # The first products (read by the second): measured 0.28-0.56 of the robust ranges' error.
     first = _product_outputs(float_model, read_by_product=True)
     assert len(first) == 3
+    # A fit keeps the robust range where that range quantises the calibration images best (the
+    # demo model's block_1_1 first product); where it moves a first product's range, the error
+    # on the other images drops by at least 30% (measured: 0.06 and 0.34 of the robust error).
+    moved = {name for name in first if fitted[name] != robust[name]}
+    assert moved
     for name, (with_fitted, with_robust) in errors.items():
-        assert with_fitted <= (0.7 if name in first else 1.0) * with_robust, name
+        assert with_fitted <= (0.7 if name in moved else 1.0) * with_robust, name
 
 
 
