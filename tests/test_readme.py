@@ -366,8 +366,9 @@ def _model_profile(name: str) -> dict:
 def _check_compare_nl(work, output):
     ratios = [float(r) for r in re.findall(r"\s([\d.]+)x$", output, re.M)]
     recorded = _model_profile("autonl_l")
-    assert min(ratios) == pytest.approx(recorded["conventional_nl_ratio_min"], rel=1e-3)
-    assert max(ratios) == pytest.approx(recorded["conventional_nl_ratio_max"], rel=1e-3)
+    # The table prints one decimal.
+    assert min(ratios) == pytest.approx(recorded["conventional_nl_ratio_min"], abs=0.051)
+    assert max(ratios) == pytest.approx(recorded["conventional_nl_ratio_max"], abs=0.051)
     total = re.search(r"\(LightNL: ([\d.]+)M MACs", output).group(1)
     assert total == f"{recorded['lightnl_mmacs']:.2f}"
 
