@@ -302,7 +302,8 @@ HEADLINES = (
     Headline("TFLite full-integer int8, AutoNL-L, 224 px, 1 thread",
              "{int8_over_float32.int8.autonl_l.1:.2f}x float32's latency; LightNL "
              "{lightnl_share.int8.1.fastest:.1%} of the int8 latency, "
-             "{lightnl_share.float32.1.fastest:.1%} of float32's",
+             "{lightnl_share.float32.1.fastest:.1%} of float32's (MobileNetV2's int8: "
+             "{int8_over_float32.int8.mobilenet_v2.1:.2f}x its float32's on this CPU)",
              "tflite_latency"),
 )
 
