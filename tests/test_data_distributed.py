@@ -19,6 +19,7 @@ from PIL import Image  # noqa: E402
 
 from autonl_tf import data  # noqa: E402
 from autonl_tf.data import writer  # noqa: E402
+from tests.support.strategies import two_cpu_replicas  # noqa: E402
 
 NUM_EVAL, SIZE = 11, 16
 
@@ -40,9 +41,9 @@ def cfg(tmp_path_factory):
 
 
 def _strategy() -> tf.distribute.MirroredStrategy:
-    cpus = tf.config.list_logical_devices("CPU")
-    assert len(cpus) >= 2, "needs two logical CPUs (set up in tests/conftest.py)"
-    return tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+    assert len(tf.config.list_logical_devices("CPU")) >= 2, (
+        "needs two logical CPUs (set up in tests/conftest.py)")
+    return two_cpu_replicas()
 
 
 def _identify(image: np.ndarray) -> int:

@@ -410,12 +410,12 @@ def test_one_step_on_two_replicas_equals_one_step_on_one(tmp_path):
     BatchNorm statistics and the same mean loss, so the same update of the weights and of the
     thresholds, and the same logged loss terms. Every term (cross-entropy, cost, weight decay)
     must count once on any number of replicas."""
-    from autonl_tf.runner import strategy as strategy_lib
+    from tests.support.strategies import two_cpu_replicas
 
     images, labels = next(_learnable_batches(32, batch=4))
     one = _step_on_replicas(tf.distribute.get_strategy(), np.concatenate([images, images]),
                             np.concatenate([labels, labels]), str(tmp_path / "one"))
-    two = _step_on_replicas(strategy_lib.create_strategy(num_cpu_replicas=2), images, labels,
+    two = _step_on_replicas(two_cpu_replicas(), images, labels,
                             str(tmp_path / "two"))
     for name in ("loss", "cross_entropy", "cost_loss", "expected_macs"):
         assert two[1][name] == pytest.approx(one[1][name], rel=1e-5), name

@@ -13,7 +13,7 @@ import tensorflow as tf
 from autonl_tf import data
 from autonl_tf.recipe import recipe, task
 from autonl_tf.runner import checkpoints, driver
-from autonl_tf.runner import strategy as strategy_lib
+from tests.support.strategies import two_cpu_replicas
 from tests.support.training import tiny_config
 
 
@@ -24,7 +24,7 @@ def data_dir(embedded_data_dir):
 
 @pytest.fixture(scope="module")
 def mirrored():
-    return strategy_lib.create_strategy(num_cpu_replicas=2)
+    return two_cpu_replicas()
 
 
 def _weights(model):

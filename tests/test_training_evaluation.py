@@ -13,7 +13,7 @@ import tensorflow as tf
 from autonl_tf import data
 from autonl_tf.recipe import recipe
 from autonl_tf.runner import checkpoints, evaluation
-from autonl_tf.runner import strategy as strategy_lib
+from tests.support.strategies import two_cpu_replicas
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def _reference_metrics(model, data_cfg, batch_size):
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_exact_metrics_with_padding(trained, replicas):
     model_dir, result = trained
-    strategy = strategy_lib.create_strategy(num_cpu_replicas=replicas)
+    strategy = two_cpu_replicas() if replicas == 2 else tf.distribute.get_strategy()
     with strategy.scope():
         model, config = recipe.load_model_for_inference(model_dir, strategy=strategy)
     batch_size = 24  # 64 images -> 3 batches of 24 with 8 padding images
