@@ -12,7 +12,7 @@ deterministic and tests/test_build_sync.py can check it):
   * py_binary per `*_main.py` file at the repository root (search_main, train_main, eval_main);
   * py_library `test_support` (testonly): the non-test .py files under tests/
     (conftest.py, helpers), with README.md, pyproject.toml, the *_main.py files, and the
-    non-Python files of tests/, benchmarks/ and scripts/ as data;
+    non-Python files of tests/, benchmarks/, scripts/ and docs/ (and CHANGELOG.md) as data;
   * py_pytest_test per pytest file under tests/ (`test_*.py` or `*_test.py`), or per
     suite: the files that name the same suite form one target `<suite>_tests` (one pytest
     process: TensorFlow starts and the shared fixtures are built once for all of them).
@@ -46,7 +46,7 @@ BUILD_FILE = "BUILD"
 LIBRARY_DIRS = ("autonl_tf", "configs")
 TESTS_DIR = "tests"
 # Directories whose non-Python files tests may read (as Bazel data).
-TEST_DATA_DIRS = ("tests", "benchmarks", "scripts")
+TEST_DATA_DIRS = ("tests", "benchmarks", "scripts", "docs")
 BINARY_SUFFIX = "_main.py"
 SYNC_TEST = "tests/test_build_sync.py"
 
@@ -258,14 +258,14 @@ def render(root: Path = ROOT) -> str:
             '    deps = [":autonl_tf"],\n'
             ")\n"
         )
-    data = ([p for p in ("README.md", "pyproject.toml") if (root / p).is_file()]
+    data = ([p for p in ("README.md", "CHANGELOG.md", "pyproject.toml") if (root / p).is_file()]
             + list(tree.binaries))
     out.append(
         "# What every test may use besides the library: conftest.py and helper modules,\n"
-        "# README.md (tests/test_readme.py runs its commands),\n"
+        "# README.md (tests/test_readme.py runs its commands; its links: CHANGELOG.md, docs/),\n"
         "# pyproject.toml (pytest's rootdir and ini options), the *_main.py binaries\n"
         "# (tests start them as subprocesses) and the data files of tests/,\n"
-        "# benchmarks/ and scripts/.\n"
+        "# benchmarks/, scripts/ and docs/.\n"
         "py_library(\n"
         '    name = "test_support",\n'
         "    testonly = True,\n"
