@@ -332,7 +332,7 @@ def supernet_accuracies(search_dir: str, children: list[dict]) -> list[float]:
         None, int(resolved.search.bn_recalibration_steps))
     accuracies = []
     for child in children:
-        tf.train.Checkpoint(model=supernet).restore(path).expect_partial()
+        checkpoints.restore_model_variables(supernet, path)
         set_decisions(supernet, decisions_for_arch(space, decode_arch(child["arch"])))
         accuracies.append(float(evaluate(supernet)["top1"]))
     return accuracies

@@ -39,6 +39,7 @@ __all__ = [
     "ema_weights",
     "latest_checkpoint",
     "load_experiment_config",
+    "restore_model_variables",
     "require_classifier",
     "save_experiment_config",
 ]
@@ -165,6 +166,21 @@ def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, what: str = "
             f"checkpoint {path} does not match the {what} being restored ({first_line[:300]}); "
             "was it written for another architecture or number of classes?") from None
     return status
+
+
+def restore_model_variables(model: keras.Model, path: str) -> None:
+    """Restores every variable of ``model`` from a driver checkpoint (its ``model_variables``).
+
+    ``tf.train.Checkpoint(model=...)`` alone is not enough for a subclassed model such as the
+    search's supernet: Keras 3 does not put layers held in Python lists into TensorFlow's object
+    graph, so such a restore silently leaves them at their initial values. The driver saves
+    ``model.variables`` by position as well; this reads them back and fails (one line) if the
+    checkpoint holds another network.
+    """
+    # Same items as the driver's checkpoint, so that every variable, whichever path the object
+    # graph saved it under first, is matched (a missing or misshapen one fails here).
+    restore_checkpoint(tf.train.Checkpoint(model=model, model_variables=list(model.variables)),
+                       path, "model").expect_partial()
 
 
 # ------------------------------------------------------------------------------------ EMA
