@@ -225,12 +225,18 @@ class ClassifierRestorer:
         self.optimizer = build_optimizer(config)
         # Slots must exist before restore: Keras optimizers create them lazily.
         self.optimizer.build(self.model.trainable_variables)
-        self._checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+        # The driver's checkpoint items: ``model_variables`` (by position) reaches the variables
+        # that Keras 3 keeps out of TensorFlow's object graph (layers held in Python lists,
+        # such as a block's depthwise convs), which ``model`` alone would leave at their initial
+        # values (see `checkpoints.restore_model_variables`).
+        self._checkpoint = tf.train.Checkpoint(model=self.model,
+                                               model_variables=list(self.model.variables),
+                                               optimizer=self.optimizer)
 
     def restore(self, checkpoint_path: str, use_ema: bool = True) -> bool:
         """Loads the checkpoint; with ``use_ema`` swaps in the EMA weights. Returns EMA used."""
         status = checkpoints.restore_checkpoint(self._checkpoint, checkpoint_path, "model")
-        status.expect_partial()  # global_step, iterator, model_variables: training-only
+        status.expect_partial()  # global_step, iterator: training-only
         if use_ema and not self.optimizer.use_ema:
             logging.warning("%s was trained without weight EMA (train.use_ema=False): using the "
                             "raw weights", checkpoint_path)
