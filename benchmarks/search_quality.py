@@ -22,7 +22,15 @@ Two phases, so that the proxy is fixed before any search runs on it:
                      Architecture Search", ICLR 2020)
 
     python benchmarks/search_quality.py --phase=random      # ~40 min on 2 cores
-    python benchmarks/search_quality.py --phase=searches    # ~60 min on 2 cores
+    python benchmarks/search_quality.py --phase=searches    # ~40 min on 2 cores
+    python benchmarks/search_quality.py --phase=ranking     # ~25 min on 2 cores
+
+--phase=ranking is the ranking diagnostic alone, for comparing search settings without
+retraining anything: for each --ranking_setting (a name and extra search_main flags) and each
+--search_seeds seed, one true-label search, and Kendall's tau of its supernet at the end of the
+warm-up against the committed random population's standalone top-1. It reads the random
+population from --output_json (the searches' file) and writes
+benchmarks/results/supernet_ranking.json (--ranking_json).
     python benchmarks/search_quality.py --quick --workdir=/tmp/sq_quick   # the code path, minutes
 
 The searches and retrainings are the package's own programs (`python -m autonl_tf.search_main`,
@@ -54,7 +62,8 @@ sys.path.insert(0, REPO)
 from benchmarks import record  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("phase", "random", ["random", "searches"], "Which phase to run (see above).")
+flags.DEFINE_enum("phase", "random", ["random", "searches", "ranking"],
+                  "Which phase to run (see above).")
 flags.DEFINE_string("workdir", None, "Searches, retrainings and data (default: a temp dir).")
 flags.DEFINE_string("output_json", None, "Default: benchmarks/results/search_quality.json "
                     "(with --quick: <workdir>/search_quality.json).")
@@ -69,6 +78,15 @@ flags.DEFINE_list("sanity_seeds", ["0", "1", "2", "3", "4", "5"], "Retraining se
                   "hand-placed LightNL check (more than --seeds: one network against one).")
 flags.DEFINE_list("search_seeds", ["0", "1", "2"], "Search seeds (weights and data order).")
 flags.DEFINE_integer("jobs", 2, "Programs run at once (one TensorFlow thread each).")
+flags.DEFINE_multi_string(
+    "ranking_setting", [
+        "default:",
+        "indicator keep 0.5:--config.search.indicator_keep_probability=0.5",
+        "no indicator dropout:--config.search.indicator_keep_probability=1.0"],
+    "--phase=ranking: 'NAME:FLAGS', FLAGS the extra search_main flags (space-separated) of "
+    "one search setting; repeat the flag for several.")
+flags.DEFINE_string("ranking_json", None, "--phase=ranking output (default: "
+                    "benchmarks/results/supernet_ranking.json).")
 flags.DEFINE_bool("quick", False, "A few minutes: short searches and retrainings, 3 random "
                   "children, one seed; checks the code path, not the search.")
 
@@ -338,6 +356,20 @@ def supernet_accuracies(search_dir: str, children: list[dict]) -> list[float]:
     return accuracies
 
 
+def rank_random_children(searches: list[dict], children: list[dict]) -> tuple[list, list]:
+    """Kendall's tau of each search's supernet (end of warm-up) against the standalone top-1 of
+    the random ``children``; returns (taus, inherited top-1 per search and child)."""
+    standalone = [c["top1_mean"] for c in children]
+    taus, inherited = [], []
+    for s in searches:
+        accuracies = supernet_accuracies(s["model_dir"], children)
+        inherited.append(accuracies)
+        taus.append(kendall_tau(accuracies, standalone))
+        print(f"supernet of search seed {s['seed']}: Kendall's tau {taus[-1]:+.2f} over "
+              f"{len(standalone)} random children", flush=True)
+    return taus, inherited
+
+
 # -- phases ----------------------------------------------------------------------------------
 
 def proxy_description(target: float, search_steps: int) -> dict:
@@ -425,21 +457,84 @@ def phase_searches(root: str, report: dict) -> dict:
             100.0 * sum(r < means[i] for r in random_means) / len(random_means)
             for i in range(len(found))]
     # The ranking diagnostic on every true-label search's supernet.
-    standalone = [c["top1_mean"] for c in report["random"]["children"]]
-    taus, inherited = [], []
-    for job, s in zip(jobs, searches, strict=True):
-        if job["condition"] != "searched":
-            continue
-        accuracies = supernet_accuracies(s["model_dir"], report["random"]["children"])
-        inherited.append(accuracies)
-        taus.append(kendall_tau(accuracies, standalone))
-        print(f"supernet of search seed {s['seed']}: Kendall's tau {taus[-1]:+.2f} over "
-              f"{len(standalone)} random children", flush=True)
+    taus, inherited = rank_random_children(
+        [s for job, s in zip(jobs, searches, strict=True) if job["condition"] == "searched"],
+        report["random"]["children"])
     report["kendall_tau"] = statistics.fmean(taus)
     report["kendall_tau_per_search"] = taus
     report["supernet_inherited_top1"] = inherited
     report["searches_phase_seconds"] = time.time() - start
     return report
+
+
+def parse_setting(text: str) -> tuple[str, list[str]]:
+    name, sep, extra = text.partition(":")
+    if not sep or not name.strip():
+        raise SystemExit(f"error: --ranking_setting={text!r}: expected 'NAME:FLAGS' (FLAGS may "
+                         "be empty), e.g. 'keep 0.5:--config.search.indicator_keep_probability=0.5'")
+    return name.strip(), extra.split()
+
+
+def phase_ranking(root: str, report: dict) -> dict:
+    """Searches of each --ranking_setting and seed; the tau of each supernet (see above)."""
+    target, search_steps = settings()
+    proxy = proxy_description(target, search_steps)
+    if report.get("proxy") != proxy:
+        raise SystemExit("error: the random population was measured on another proxy "
+                         f"({report.get('proxy')}); run --phase=random first with these flags")
+    children = report["random"]["children"]
+    settings_list = [parse_setting(text) for text in FLAGS.ranking_setting]
+    quick = ["--config.search.stop_if_not_learning=false"] if FLAGS.quick else []
+    # A setting without extra flags is the searches phase's true-label search: its runs are
+    # reused when that phase ran in the same --workdir (same flags, same seeds).
+    jobs = [{"model_dir": (os.path.join(root, "search", f"searched_seed{seed}") if not extra
+                           else os.path.join(root, "ranking", f"setting{i}_seed{seed}")),
+             "config": "search:demo", "extra": extra + quick, "seed": int(seed),
+             "target": target, "steps": search_steps, "setting": name}
+            for i, (name, extra) in enumerate(settings_list) for seed in FLAGS.search_seeds]
+    os.makedirs(os.path.join(root, "ranking"), exist_ok=True)
+    start = time.time()
+    searches = run_all(search, jobs)
+    results = []
+    for name, extra in settings_list:
+        found = [s for job, s in zip(jobs, searches, strict=True) if job["setting"] == name]
+        taus, inherited = rank_random_children(found, children)
+        results.append({
+            "setting": name, "flags": extra, "seeds": [s["seed"] for s in found],
+            "kendall_tau": statistics.fmean(taus), "kendall_tau_per_search": taus,
+            "supernet_heldout_top1_after_warmup": [
+                s["supernet_heldout_top1_after_warmup"] for s in found],
+            "mean_inherited_top1": [statistics.fmean(a) for a in inherited],
+            "supernet_inherited_top1": inherited})
+    return {"proxy": proxy, "random_children": len(children), "settings": results,
+            "seconds": time.time() - start}
+
+
+def ranking_tables(result: dict) -> list:
+    rows = []
+    for entry in result["settings"]:
+        for seed, tau, heldout, inherited in zip(
+                entry["seeds"], entry["kendall_tau_per_search"],
+                entry["supernet_heldout_top1_after_warmup"], entry["mean_inherited_top1"],
+                strict=True):
+            rows.append([entry["setting"], seed, tau, 100 * heldout, 100 * inherited])
+        rows.append([entry["setting"], "mean", entry["kendall_tau"],
+                     100 * statistics.fmean(entry["supernet_heldout_top1_after_warmup"]),
+                     100 * statistics.fmean(entry["mean_inherited_top1"])])
+    return [record.Table(
+        f"Kendall's tau of the supernet at the end of the warm-up against the standalone top-1 of "
+        f"{result['random_children']} random children at the target",
+        ["setting", "seed", "tau", "supernet held-out top-1 %", "children's mean inherited top-1 %"],
+        rows, formats=["", "", "+.2f", ".1f", ".1f"],
+        notes="Inherited top-1: each child's held-out top-1 inside the supernet (weights of the "
+              "warm-up's last step, BatchNorm re-estimated for the child).")]
+
+
+def ranking_summary(result: dict) -> str:
+    return "; ".join(
+        f"{e['setting']}: Kendall's tau {e['kendall_tau']:+.2f} (per seed "
+        + ", ".join(f"{t:+.2f}" for t in e["kendall_tau_per_search"]) + ")"
+        for e in result["settings"]) + "."
 
 
 def settings() -> tuple[float, int]:
@@ -511,6 +606,22 @@ def main(argv):
     os.makedirs(root, exist_ok=True)
     output = FLAGS.output_json or (os.path.join(root, "search_quality.json") if FLAGS.quick
                                    else os.path.join(record.RESULTS_DIR, "search_quality.json"))
+    if FLAGS.phase == "ranking":
+        with open(output) as f:
+            population = json.load(f)
+        result = phase_ranking(root, population)
+        ranking_json = FLAGS.ranking_json or (
+            os.path.join(root, "supernet_ranking.json") if FLAGS.quick
+            else os.path.join(record.RESULTS_DIR, "supernet_ranking.json"))
+        record.write_result(
+            "supernet_ranking", result, tables=ranking_tables(result),
+            summary=ranking_summary(result), path=ranking_json,
+            about="How well the search's supernet ranks networks: Kendall's tau at the end of "
+                  "the warm-up, per search setting (benchmarks/search_quality.py "
+                  "--phase=ranking).")
+        print(ranking_summary(result))
+        print(f"wrote {ranking_json}", flush=True)
+        return 0
     phases = ["random", "searches"] if FLAGS.quick else [FLAGS.phase]
     report: dict = {}
     for phase in phases:
