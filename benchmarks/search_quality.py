@@ -22,7 +22,7 @@ Two phases, so that the proxy is fixed before any search runs on it:
                      Architecture Search", ICLR 2020)
 
     python benchmarks/search_quality.py --phase=random      # ~40 min on 2 cores
-    python benchmarks/search_quality.py --phase=searches    # ~40 min on 2 cores
+    python benchmarks/search_quality.py --phase=searches    # 25-40 min on 2 cores
     python benchmarks/search_quality.py --phase=ranking     # ~25 min on 2 cores
 
 --phase=ranking is the ranking diagnostic alone, for comparing search settings without
@@ -407,12 +407,19 @@ def phase_random(root: str, output: str) -> dict:
     return report
 
 
-def phase_searches(root: str, report: dict) -> dict:
+def measured_proxy(report: dict) -> tuple[float, int, dict]:
+    """(target, search steps, proxy) of these flags; exits if the random population of
+    ``report`` was measured on another proxy."""
     target, search_steps = settings()
     proxy = proxy_description(target, search_steps)
     if report.get("proxy") != proxy:
         raise SystemExit("error: the random population was measured on another proxy "
                          f"({report.get('proxy')}); run --phase=random first with these flags")
+    return target, search_steps, proxy
+
+
+def phase_searches(root: str, report: dict) -> dict:
+    target, search_steps, proxy = measured_proxy(report)
     seeds, search_seeds = proxy["seeds"], [int(s) for s in FLAGS.search_seeds]
     start = time.time()
     from autonl_tf.data.embedded import ensure_embedded_dataset
@@ -477,11 +484,7 @@ def parse_setting(text: str) -> tuple[str, list[str]]:
 
 def phase_ranking(root: str, report: dict) -> dict:
     """Searches of each --ranking_setting and seed; the tau of each supernet (see above)."""
-    target, search_steps = settings()
-    proxy = proxy_description(target, search_steps)
-    if report.get("proxy") != proxy:
-        raise SystemExit("error: the random population was measured on another proxy "
-                         f"({report.get('proxy')}); run --phase=random first with these flags")
+    target, search_steps, proxy = measured_proxy(report)
     children = report["random"]["children"]
     settings_list = [parse_setting(text) for text in FLAGS.ranking_setting]
     quick = ["--config.search.stop_if_not_learning=false"] if FLAGS.quick else []
