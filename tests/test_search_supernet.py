@@ -298,11 +298,13 @@ def test_mixed_bfloat16_supernet_decides_like_float32():
 def test_short_search_lands_on_its_target(fraction, loss):
     """The cost term brings the decoded child within 5% of the target (a 150-step search;
     benchmarks/search_targets.py runs the full demo search on the embedded dataset); the
-    Lagrangian form by its last quarter, the settling phase."""
+    Lagrangian form by its last quarter, the settling phase, in a 300-step search. Its settling
+    phase needs room to land: with 150 steps (38 settling steps) 6 of 10 seeds landed within 5%,
+    with 300 steps (75) all 10 did (the demo search settles for 187 steps)."""
     keras.utils.set_random_seed(0)
     space = tiny_space()
     target = fraction * SearchCost(space, 32, CLASSES, WIDTH).feasible_range()[1]
-    steps = 150
+    steps = 300 if loss == "lagrangian" else 150
     weights = (dict(cost_weight=2.0, settle_step=steps * 3 // 4, multiplier_rate=0.1)
                if loss == "lagrangian" else {})
     supernet = Supernet(space, num_classes=CLASSES, image_size=32, width_multiplier=WIDTH,
