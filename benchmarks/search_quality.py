@@ -3,14 +3,17 @@
 The proxy task is the demo's own: the embedded dataset at 32 px (label = the shape of two tokens
 and whether their colours match), the 'demo' search space at width 0.25, the demo search's MACs
 target (450k, within +-2%), and every child retrained by the demo recipe cut to --train_steps
-(1000 by default), where networks have not all converged: that is what makes children differ.
-Every child is retrained with the same recipe, once per --seeds seed (weights and data order),
-on the TRUE labels, and evaluated (EMA weights) on the 600 held-out images.
+(1000 by default), where networks have not all converged. Every child is retrained with the same
+recipe, once per --seeds seed (weights and data order), on the TRUE labels, and evaluated (EMA
+weights) on the 600 held-out images.
 
 Two phases, so that the proxy is fixed before any search runs on it:
 
   --phase=random     the sanity check (a hand-placed LightNL vs the same network without) and
-                     --num_random random children at the target; writes the JSON
+                     --num_random random children at the target, and how much of the spread of
+                     their top-1 is the architecture's rather than the retraining seed's (a
+                     one-way analysis of variance, benchmarks/ranking_stats.py: a search can
+                     only move the architecture's part); writes the JSON
   --phase=searches   reads that JSON (refuses a different proxy), then --search_seeds searches
                      of each condition: true labels ('searched'), shuffled training labels
                      (retrained on the true ones), no LightNL candidates; retrains each searched
@@ -24,6 +27,10 @@ Two phases, so that the proxy is fixed before any search runs on it:
     python benchmarks/search_quality.py --phase=random      # ~40 min on 2 cores
     python benchmarks/search_quality.py --phase=searches    # 25-40 min on 2 cores
     python benchmarks/search_quality.py --phase=ranking     # ~25 min on 2 cores
+    # The same population question at the demo recipe's full length (~15 min on 2 cores):
+    python benchmarks/search_quality.py --phase=random --train_steps=1875 --num_random=4 \
+        --seeds=0,1,2 --sanity_seeds=0,1 \
+        --output_json=benchmarks/results/search_quality_full_recipe.json
 
 --phase=ranking is the ranking diagnostic alone, for comparing search settings without
 retraining anything: for each --ranking_setting (a name and extra search_main flags) and each
@@ -60,6 +67,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks import record  # noqa: E402
+from benchmarks.ranking_stats import kendall_tau, variance_components  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("phase", "random", ["random", "searches", "ranking"],
@@ -303,26 +311,6 @@ def retrain_children(group: str, children: list[dict], root: str, steps: int,
 
 # -- ranking diagnostic ----------------------------------------------------------------------
 
-def kendall_tau(x: list[float], y: list[float]) -> float:
-    """Kendall's tau-b of two equally long lists (ties counted as neither)."""
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif dx * dy > 0:
-                concordant += 1
-            else:
-                discordant += 1
-    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
-    return (concordant - discordant) / denominator if denominator else 0.0
-
-
 def supernet_accuracies(search_dir: str, children: list[dict]) -> list[float]:
     """Held-out top-1 of each child inside the supernet at the end of the warm-up: the
     checkpoint of that step restored for every child, its decisions set, BatchNorm statistics
@@ -402,7 +390,8 @@ def phase_random(root: str, output: str) -> dict:
     means = child_means(runs)
     report["random"] = stats(runs) | {
         "children": [c | {"top1_mean": means[i]} for i, c in enumerate(children)],
-        "runs_detail": runs, "best_child_top1": max(means.values())}
+        "runs_detail": runs, "best_child_top1": max(means.values()),
+        "variance_components": variance_components(runs)}
     report["random_phase_seconds"] = time.time() - start
     return report
 
@@ -557,6 +546,17 @@ def tables(report: dict) -> list:
         ["group", "top-1 mean %", "std (points)", "runs", "searches"], rows,
         formats=["", ".1f", ".1f", "d", "d"],
         notes="std over all runs of a group (children x retraining seeds).")]
+    components = report["random"].get("variance_components")
+    if components:
+        out.append(record.Table(
+            "What the proxy can resolve: the random children's retrained top-1, split into the "
+            "architecture's part and the retraining seed's",
+            ["seed std (points)", "architecture std (points)", "architecture's share of the "
+             "variance %"],
+            [[100 * components["seed_std"], 100 * components["architecture_std"],
+              100 * components["architecture_share"]]], formats=[".1f", ".1f", ".0f"],
+            notes="One-way random-effects analysis of variance over the random children and "
+                  "their retraining seeds. A search can move only the architecture's part."))
     if "percentiles" in report:
         out.append(record.Table(
             "Each searched child's percentile among the random children (by mean top-1)",
@@ -579,6 +579,11 @@ def summary_line(report: dict) -> str:
     line = (f"Random children at the target: {pct('random')} +- "
             f"{100 * report['random']['top1_std']:.1f} points; a hand-placed LightNL "
             f"{pct('hand_placed_lightnl')} against {pct('hand_placed_no_lightnl')} without.")
+    components = report["random"].get("variance_components")
+    if components:
+        line += (f" The architecture explains {100 * components['architecture_share']:.0f}% of "
+                 f"that spread (architecture std {100 * components['architecture_std']:.1f} "
+                 f"points, retraining seed {100 * components['seed_std']:.1f}).")
     if "searched" in report:
         beats = (report["searched"]["top1_mean"]
                  >= report["random"]["top1_mean"] + report["random"]["top1_std"])
@@ -640,7 +645,10 @@ def main(argv):
             report = phase_searches(root, report)
             report.setdefault("commands", {})["searches"] = record.command_line()
         print_report(report)
-        record.write_result("search_quality", report, tables=tables(report),
+        # One section of docs/benchmarks.md per result file: a run written elsewhere with
+        # --output_json (e.g. the full-recipe population) is named after its file.
+        name = os.path.splitext(os.path.basename(output))[0]
+        record.write_result(name, report, tables=tables(report),
                             summary=summary_line(report), path=output)
         print(f"wrote {output}", flush=True)
     return 0

@@ -1,0 +1,52 @@
+"""Statistics of benchmarks/search_quality.py: how a supernet's ranking agrees with retrained
+accuracy (Kendall's tau), and how much of the retrained accuracy's spread belongs to the
+architecture rather than to the retraining seed (a one-way analysis of variance).
+
+Pure Python, no flags: tests/test_ranking_stats.py checks both on known cases.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+
+def kendall_tau(x: list[float], y: list[float]) -> float:
+    """Kendall's tau-b of two equally long lists (ties counted as neither)."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif dx * dy > 0:
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
+    return (concordant - discordant) / denominator if denominator else 0.0
+
+
+def variance_components(runs: list[dict]) -> dict:
+    """How much of the run-to-run spread of the retrained top-1 is the architecture's: a one-way
+    random-effects analysis of variance over children (groups) and retraining seeds (balanced).
+
+    Returns seed_std (spread between seeds of one child), architecture_std (spread of the
+    children's true means, the part a search can act on) and architecture_share (its share of
+    the variance of one run), or {} with fewer than two children or two seeds each."""
+    by_child: dict[int, list[float]] = {}
+    for run in runs:
+        by_child.setdefault(run["child"], []).append(run["top1"])
+    groups = list(by_child.values())
+    seeds = len(groups[0]) if groups else 0
+    if len(groups) < 2 or seeds < 2 or any(len(g) != seeds for g in groups):
+        return {}
+    within = statistics.fmean(statistics.variance(g) for g in groups)
+    between = seeds * statistics.variance([statistics.fmean(g) for g in groups])
+    architecture = max(0.0, (between - within) / seeds)
+    return {"seed_std": math.sqrt(within), "architecture_std": math.sqrt(architecture),
+            "architecture_share": architecture / (architecture + within) if within else 1.0}
