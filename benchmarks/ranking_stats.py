@@ -31,6 +31,14 @@ def kendall_tau(x: list[float], y: list[float]) -> float:
     return (concordant - discordant) / denominator if denominator else 0.0
 
 
+def runs_by_child(runs: list[dict]) -> dict[int, list[float]]:
+    """{child index: its runs' top-1, in run order} of runs {"child": int, "top1": float}."""
+    by_child: dict[int, list[float]] = {}
+    for run in runs:
+        by_child.setdefault(run["child"], []).append(run["top1"])
+    return by_child
+
+
 def variance_components(runs: list[dict]) -> dict:
     """How much of the run-to-run spread of the retrained top-1 is the architecture's: a one-way
     random-effects analysis of variance over children (groups) and retraining seeds (balanced).
@@ -38,10 +46,7 @@ def variance_components(runs: list[dict]) -> dict:
     Returns seed_std (spread between seeds of one child), architecture_std (spread of the
     children's true means, the part a search can act on) and architecture_share (its share of
     the variance of one run), or {} with fewer than two children or two seeds each."""
-    by_child: dict[int, list[float]] = {}
-    for run in runs:
-        by_child.setdefault(run["child"], []).append(run["top1"])
-    groups = list(by_child.values())
+    groups = list(runs_by_child(runs).values())
     seeds = len(groups[0]) if groups else 0
     if len(groups) < 2 or seeds < 2 or any(len(g) != seeds for g in groups):
         return {}

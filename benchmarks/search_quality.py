@@ -67,7 +67,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks import record  # noqa: E402
-from benchmarks.ranking_stats import kendall_tau, variance_components  # noqa: E402
+from benchmarks.ranking_stats import (  # noqa: E402
+    kendall_tau,
+    runs_by_child,
+    variance_components,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("phase", "random", ["random", "searches", "ranking"],
@@ -290,10 +294,7 @@ def stats(runs: list[dict]) -> dict:
 
 def child_means(runs: list[dict]) -> dict[int, float]:
     """{child index: mean top-1 over its seeds}."""
-    by_child: dict[int, list[float]] = {}
-    for run in runs:
-        by_child.setdefault(run["child"], []).append(run["top1"])
-    return {child: statistics.fmean(v) for child, v in by_child.items()}
+    return {child: statistics.fmean(v) for child, v in runs_by_child(runs).items()}
 
 
 def retrain_children(group: str, children: list[dict], root: str, steps: int,
@@ -645,10 +646,7 @@ def main(argv):
             report = phase_searches(root, report)
             report.setdefault("commands", {})["searches"] = record.command_line()
         print_report(report)
-        # One section of docs/benchmarks.md per result file: a run written elsewhere with
-        # --output_json (e.g. the full-recipe population) is named after its file.
-        name = os.path.splitext(os.path.basename(output))[0]
-        record.write_result(name, report, tables=tables(report),
+        record.write_result("search_quality", report, tables=tables(report),
                             summary=summary_line(report), path=output)
         print(f"wrote {output}", flush=True)
     return 0

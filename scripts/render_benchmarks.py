@@ -150,10 +150,10 @@ def load_result(path: str) -> dict:
 
 
 def render_section(stem: str, result: dict) -> list[str]:
-    """The Markdown section of one result file (``stem``: its name without .json)."""
-    name = result.get("benchmark") or stem
-    lines = [f"## {name}", ""]
-    script = f"benchmarks/{stem}.py"
+    """The Markdown section of one result file (``stem``: its name without .json). Headed by the
+    file's name, not the benchmark's: one benchmark may write several files (--output_json)."""
+    lines = [f"## {stem}", ""]
+    script = f"benchmarks/{result.get('benchmark') or stem}.py"
     about = result.get("about")
     if about:
         lines += [" ".join(str(about).split()), ""]
@@ -198,8 +198,8 @@ def render(results_dir: str = RESULTS_DIR) -> str:
     if not sections:
         lines += ["No result files yet: run a benchmark under `benchmarks/`.", ""]
     else:
-        names = [result.get("benchmark") or stem for stem, result in sections]
-        lines += ["Contents: " + ", ".join(f"[{n}](#{_anchor(n)})" for n in names) + ".", ""]
+        lines += ["Contents: " + ", ".join(f"[{stem}](#{_anchor(stem)})" for stem, _ in sections)
+                  + ".", ""]
     for stem, result in sections:
         lines += render_section(stem, result)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -42,8 +42,7 @@ def test_the_committed_document_is_what_the_results_render():
 def test_every_result_file_has_a_section():
     text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
-        name = json.loads(path.read_text()).get("benchmark") or path.stem
-        assert f"\n## {name}\n" in text, f"{path.name} has no section in docs/benchmarks.md"
+        assert f"\n## {path.stem}\n" in text, f"{path.name} has no section in docs/benchmarks.md"
 
 
 def _write(results_dir: Path, name: str, tables=(), **kwargs) -> dict:
@@ -76,6 +75,21 @@ def test_a_result_with_tables_renders_its_tables_command_date_and_machine(tmp_pa
     assert f"{machine['cpu_count']} cores" in section
     assert f"tensorflow {machine['versions']['tensorflow']}" in section
     assert "[synthetic](#synthetic)" in text
+
+
+def test_two_files_of_one_benchmark_get_a_section_each(tmp_path):
+    """A benchmark may write a second file (--output_json): each file is its own section,
+    headed and linked by the file's name."""
+    table = record.Table("T", ["x"], [[1.0]], formats=[".1f"])
+    for name, summary in (("bench", "Default run."), ("bench_long", "Longer run.")):
+        record.write_result("bench", {}, tables=[table], summary=summary, about="About.",
+                            path=str(tmp_path / f"{name}.json"),
+                            argv=[str(ROOT / "benchmarks" / "bench.py")])
+    text = render_benchmarks.render(str(tmp_path))
+    assert text.count("\n## bench\n") == 1 and text.count("\n## bench_long\n") == 1
+    assert "[bench](#bench), [bench_long](#bench_long)" in text
+    assert "Longer run." in text[text.index("## bench_long"):]
+    assert "Longer run." not in text[text.index("## bench\n"):text.index("## bench_long")]
 
 
 def test_a_file_without_tables_still_shows_its_figures(tmp_path):

@@ -296,9 +296,9 @@ def test_mixed_bfloat16_supernet_decides_like_float32():
 @pytest.mark.parametrize("fraction,loss", [(0.6, "target"), (0.85, "target"),
                                            (0.6, "lagrangian"), (0.85, "lagrangian")])
 def test_short_search_lands_on_its_target(fraction, loss):
-    """The cost term brings the decoded child within 5% of the target (a 150-step search;
-    benchmarks/search_targets.py runs the full demo search on the embedded dataset); the
-    Lagrangian form by its last quarter, the settling phase, in a 300-step search. Its settling
+    """The cost term brings the decoded child within 5% of the target (a 150-step search, 300
+    for the Lagrangian form; benchmarks/search_targets.py runs the full demo search on the
+    embedded dataset); the Lagrangian form by its last quarter, the settling phase. Its settling
     phase needs room to land: with 150 steps (38 settling steps) 6 of 10 seeds landed within 5%,
     with 300 steps (75) all 10 did (the demo search settles for 187 steps)."""
     keras.utils.set_random_seed(0)
