@@ -55,3 +55,38 @@ def variance_components(runs: list[dict]) -> dict:
     architecture = max(0.0, (between - within) / seeds)
     return {"seed_std": math.sqrt(within), "architecture_std": math.sqrt(architecture),
             "architecture_share": architecture / (architecture + within) if within else 1.0}
+
+
+def fraction_reaching(gap: float, architecture_std: float) -> float:
+    """The share of a space whose architecture effect is at least ``gap`` above the space's
+    mean, the effects being normal with ``architecture_std`` (variance_components): what even
+    a search that knew every child's true mean could find above such a bar."""
+    if architecture_std <= 0.0:
+        return 0.0 if gap > 0.0 else 1.0
+    return 0.5 * math.erfc(gap / (architecture_std * math.sqrt(2.0)))
+
+
+def one_std_bar(random_group: dict) -> dict:
+    """What "searched >= random mean + one std" asks of this population: the bar (top-1), how
+    far above the random mean it lies in the architecture's standard deviations (None when the
+    architecture has none), and the share of the space whose true mean reaches it, with normal
+    architecture effects (0 for a bar above 100%). {} without variance components."""
+    components = random_group.get("variance_components")
+    if not components:
+        return {}
+    bar, gap, arch = (random_group["top1_mean"] + random_group["top1_std"],
+                      random_group["top1_std"], components["architecture_std"])
+    return {"top1": bar, "architecture_stds": gap / arch if arch else None,
+            "fraction_of_space": 0.0 if bar > 1.0 else fraction_reaching(gap, arch)}
+
+
+def who_reaches(bar: dict) -> str:
+    """Who reaches a one_std_bar: 'one child in 250', 'no network (above 100%)', ..."""
+    if bar["top1"] > 1.0:
+        return "no network (the bar is above 100%)"
+    fraction = bar["fraction_of_space"]
+    if bar["architecture_stds"] is None:
+        return "no child (the architecture explains none of the spread)"
+    if fraction < 1e-6:
+        return "fewer than one child in a million"
+    return f"one child in {1 / fraction:,.0f}"

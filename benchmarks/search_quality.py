@@ -31,6 +31,16 @@ Two phases, so that the proxy is fixed before any search runs on it:
     python benchmarks/search_quality.py --phase=random --train_steps=1875 --num_random=4 \
         --seeds=0,1,2 --sanity_seeds=0,1 \
         --output_json=benchmarks/results/search_quality_full_recipe.json
+    # ... and with fewer or more training images (~12 min each on 2 cores):
+    python benchmarks/search_quality.py --phase=random --num_train=1000 --num_random=6 \
+        --seeds=0,1,2 --sanity_seeds=0,1,2 \
+        --output_json=benchmarks/results/search_quality_1000_images.json
+    python benchmarks/search_quality.py --phase=random --num_train=10000 --num_random=6 \
+        --seeds=0,1,2 --sanity_seeds=0,1,2 \
+        --output_json=benchmarks/results/search_quality_10000_images.json
+
+--phase=report rewrites the tables and the summary of --output_json from the figures it holds,
+after a change to how they are reported; the measurements, command, date and machine stay.
 
 --phase=ranking is the ranking diagnostic alone, for comparing search settings without
 retraining anything: for each --ranking_setting (a name and extra search_main flags) and each
@@ -66,15 +76,18 @@ from absl import app, flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from autonl_tf import files  # noqa: E402
 from benchmarks import record  # noqa: E402
 from benchmarks.ranking_stats import (  # noqa: E402
     kendall_tau,
+    one_std_bar,
     runs_by_child,
     variance_components,
+    who_reaches,
 )
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("phase", "random", ["random", "searches", "ranking"],
+flags.DEFINE_enum("phase", "random", ["random", "searches", "ranking", "report"],
                   "Which phase to run (see above).")
 flags.DEFINE_string("workdir", None, "Searches, retrainings and data (default: a temp dir).")
 flags.DEFINE_string("output_json", None, "Default: benchmarks/results/search_quality.json "
@@ -84,6 +97,8 @@ flags.DEFINE_integer("search_steps", None, "Steps of each search (default: the d
 flags.DEFINE_float("target_flops", None, "MACs target (default: the demo search's).")
 flags.DEFINE_float("macs_tolerance", 0.02, "Random children within this relative distance of "
                    "the target.")
+flags.DEFINE_integer("num_train", 3000, "Training images of the embedded set (the demo's: "
+                     "3000); the held-out 600 stay the same images.")
 flags.DEFINE_integer("num_random", 12, "Random children of the space at the target.")
 flags.DEFINE_list("seeds", ["0", "1"], "Retraining seeds (weights and data order).")
 flags.DEFINE_list("sanity_seeds", ["0", "1", "2", "3", "4", "5"], "Retraining seeds of the "
@@ -138,8 +153,9 @@ def _run(argv: list[str], log_path: str) -> None:
 
 
 def _seeded(seed: int) -> list[str]:
+    """The flags of one seed, and the proxy's training set size, of every program."""
     return [f"--config.train.seed={seed}", "--config.data.deterministic=true",
-            f"--config.data.seed={seed}"]
+            f"--config.data.seed={seed}", f"--config.data.embedded.num_train={FLAGS.num_train}"]
 
 
 def search(job: dict) -> dict:
@@ -364,7 +380,8 @@ def rank_random_children(searches: list[dict], children: list[dict]) -> tuple[li
 def proxy_description(target: float, search_steps: int) -> dict:
     space, cost = demo_space()
     low, high = cost.feasible_range()
-    return {"dataset": "embedded (generated), 32 px, 3000 train / 600 held-out, 10 classes",
+    return {"dataset": f"embedded (generated), 32 px, {FLAGS.num_train} train / 600 held-out, "
+                       "10 classes",
             "space": "demo", "width_multiplier": WIDTH, "image_size": IMAGE_SIZE,
             "target_macs": target, "macs_tolerance": FLAGS.macs_tolerance,
             "feasible_range": [low, high], "train_steps": FLAGS.train_steps,
@@ -414,7 +431,7 @@ def phase_searches(root: str, report: dict) -> dict:
     start = time.time()
     from autonl_tf.data.embedded import ensure_embedded_dataset
 
-    data_dir = ensure_embedded_dataset("")
+    data_dir = ensure_embedded_dataset("", num_train=FLAGS.num_train)
     shuffled = shuffled_label_copy(data_dir, root)
     no_lightnl_config = os.path.join(root, "search_no_lightnl.py")
     with open(no_lightnl_config, "w") as f:
@@ -558,6 +575,16 @@ def tables(report: dict) -> list:
               100 * components["architecture_share"]]], formats=[".1f", ".1f", ".0f"],
             notes="One-way random-effects analysis of variance over the random children and "
                   "their retraining seeds. A search can move only the architecture's part."))
+        bar = one_std_bar(report["random"])
+        out.append(record.Table(
+            "What beating random by one standard deviation asks of a search",
+            ["bar: random mean + 1 std (top-1 %)", "bar above the mean, in architecture stds",
+             "children of the space whose true mean reaches it"],
+            [[100 * bar["top1"], bar["architecture_stds"], who_reaches(bar)]],
+            formats=[".1f", ".1f", ""],
+            notes="The share assumes normal architecture effects with the std above; a search "
+                  "that knew every child's true mean could do no better than find such a "
+                  "child. A bar above 100% is out of reach of every network."))
     if "percentiles" in report:
         out.append(record.Table(
             "Each searched child's percentile among the random children (by mean top-1)",
@@ -585,6 +612,9 @@ def summary_line(report: dict) -> str:
         line += (f" The architecture explains {100 * components['architecture_share']:.0f}% of "
                  f"that spread (architecture std {100 * components['architecture_std']:.1f} "
                  f"points, retraining seed {100 * components['seed_std']:.1f}).")
+        bar = one_std_bar(report["random"])
+        line += (f" Beating random by one standard deviation takes {100 * bar['top1']:.1f}%, "
+                 f"reached by {who_reaches(bar)}.")
     if "searched" in report:
         beats = (report["searched"]["top1_mean"]
                  >= report["random"]["top1_mean"] + report["random"]["top1_std"])
@@ -593,7 +623,7 @@ def summary_line(report: dict) -> str:
                  f"{'beats' if beats else 'does not beat'} random by one standard deviation; "
                  f"Kendall's tau {report['kendall_tau']:+.2f}.")
     else:
-        line += " Random population only: the searches run after it (--phase=searches)."
+        line += " Random population only: no searches in this file (--phase=searches adds them)."
     return line
 
 
@@ -630,6 +660,14 @@ def main(argv):
                   "--phase=ranking).")
         print(ranking_summary(result))
         print(f"wrote {ranking_json}", flush=True)
+        return 0
+    if FLAGS.phase == "report":
+        report = files.read_json(output)
+        report["tables"] = [table.to_json() for table in tables(report)]
+        report["summary"] = summary_line(report)
+        files.write_json_atomic(output, report, indent=2)
+        print(report["summary"])
+        print(f"rewrote the tables and summary of {output}", flush=True)
         return 0
     phases = ["random", "searches"] if FLAGS.quick else [FLAGS.phase]
     report: dict = {}
