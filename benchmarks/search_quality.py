@@ -38,6 +38,10 @@ Two phases, so that the proxy is fixed before any search runs on it:
     python benchmarks/search_quality.py --phase=random --num_train=10000 --num_random=6 \
         --seeds=0,1,2 --sanity_seeds=0,1,2 \
         --output_json=benchmarks/results/search_quality_10000_images.json
+    # ... and with smaller networks trained fully (~12 min on 2 cores):
+    python benchmarks/search_quality.py --phase=random --target_flops=300000 --train_steps=1875 \
+        --num_random=6 --seeds=0,1 --sanity_seeds=0,1 \
+        --output_json=benchmarks/results/search_quality_300k_macs.json
 
 --phase=report rewrites the tables and the summary of --output_json from the figures it holds,
 after a change to how they are reported; the measurements, command, date and machine stay.
