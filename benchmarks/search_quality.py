@@ -666,6 +666,9 @@ def main(argv):
         print(f"wrote {ranking_json}", flush=True)
         return 0
     if FLAGS.phase == "report":
+        if not os.path.exists(output):
+            raise SystemExit(f"error: --phase=report rewrites an existing result, and {output} "
+                             "does not exist: pass its path with --output_json")
         report = files.read_json(output)
         report["tables"] = [table.to_json() for table in tables(report)]
         report["summary"] = summary_line(report)
