@@ -67,17 +67,18 @@ def fraction_reaching(gap: float, architecture_std: float) -> float:
 
 
 def one_std_bar(random_group: dict) -> dict:
-    """What "searched >= random mean + one std" asks of this population: the bar (top-1), how
-    far above the random mean it lies in the architecture's standard deviations (None when the
-    architecture has none), and the share of the space whose true mean reaches it, with normal
-    architecture effects (0 for a bar above 100%). {} without variance components."""
+    """What "searched >= random mean + one std" asks of this population: the bar (top-1, always)
+    and, given variance components, how far above the random mean it lies in the architecture's
+    standard deviations (None when the architecture has none) and the share of the space whose
+    true mean reaches it, with normal architecture effects (0 for a bar above 100%)."""
+    gap = random_group["top1_std"]
+    bar = {"top1": random_group["top1_mean"] + gap}
     components = random_group.get("variance_components")
-    if not components:
-        return {}
-    bar, gap, arch = (random_group["top1_mean"] + random_group["top1_std"],
-                      random_group["top1_std"], components["architecture_std"])
-    return {"top1": bar, "architecture_stds": gap / arch if arch else None,
-            "fraction_of_space": 0.0 if bar > 1.0 else fraction_reaching(gap, arch)}
+    if components:
+        arch = components["architecture_std"]
+        bar["architecture_stds"] = gap / arch if arch else None
+        bar["fraction_of_space"] = 0.0 if bar["top1"] > 1.0 else fraction_reaching(gap, arch)
+    return bar
 
 
 def who_reaches(bar: dict) -> str:

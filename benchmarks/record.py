@@ -208,6 +208,20 @@ def _benchmark_docstring() -> str:
     return first_paragraph(main.__doc__)
 
 
+def rewrite_view(path: str, tables: Sequence[Table], summary: str | None = None) -> str:
+    """Replaces the tables and the summary of the result file at `path`, after a change to how
+    a benchmark presents its figures; the figures, command, date and machine stay as measured.
+    Returns the path written (atomically)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no result file to rewrite; run the benchmark first or "
+                                "pass the file's path")
+    record = files.read_json(path)
+    record["tables"] = [table.to_json() for table in tables]
+    if summary:
+        record["summary"] = " ".join(summary.split())
+    return files.write_atomic(path, json.dumps(_finite(record), indent=2, allow_nan=False) + "\n")
+
+
 def write_result(name: str, payload: dict | None = None, *, tables: Sequence[Table] = (),
                  summary: str | None = None, about: str | None = None,
                  path: str | None = None, argv: list[str] | None = None) -> str:

@@ -156,7 +156,7 @@ def _run(argv: list[str], log_path: str) -> None:
                            f"{log_path}")
 
 
-def _seeded(seed: int) -> list[str]:
+def _common_flags(seed: int) -> list[str]:
     """The flags of one seed, and the proxy's training set size, of every program."""
     return [f"--config.train.seed={seed}", "--config.data.deterministic=true",
             f"--config.data.seed={seed}", f"--config.data.embedded.num_train={FLAGS.num_train}"]
@@ -176,7 +176,7 @@ def search(job: dict) -> dict:
                 f"--config.train.checkpoint_every_steps={every}",
                 f"--config.eval.every_steps={every}",
                 "--config.train.max_checkpoints_to_keep=20",
-                *_seeded(job["seed"]), *job.get("extra", [])]
+                *_common_flags(job["seed"]), *job.get("extra", [])]
         _run(argv, model_dir + ".log")
     with open(summary_path) as f:
         summary = json.load(f)
@@ -208,7 +208,7 @@ def retrain(job: dict) -> dict:
                 f"--config.model.width_multiplier={WIDTH}",
                 f"--config.data.image_size={IMAGE_SIZE}",
                 f"--config.eval.every_steps={steps}",
-                f"--config.train.checkpoint_every_steps={steps}", *_seeded(job["seed"]),
+                f"--config.train.checkpoint_every_steps={steps}", *_common_flags(job["seed"]),
                 *job.get("extra", [])]
         _run(argv, model_dir + ".log")
     row = final()
@@ -620,8 +620,7 @@ def summary_line(report: dict) -> str:
         line += (f" Beating random by one standard deviation takes {100 * bar['top1']:.1f}%, "
                  f"reached by {who_reaches(bar)}.")
     if "searched" in report:
-        beats = (report["searched"]["top1_mean"]
-                 >= report["random"]["top1_mean"] + report["random"]["top1_std"])
+        beats = report["searched"]["top1_mean"] >= one_std_bar(report["random"])["top1"]
         line += (f" Searched {pct('searched')}, shuffled labels {pct('shuffled_labels')}, no "
                  f"LightNL {pct('no_lightnl')}: the search "
                  f"{'beats' if beats else 'does not beat'} random by one standard deviation; "
@@ -670,10 +669,8 @@ def main(argv):
             raise SystemExit(f"error: --phase=report rewrites an existing result, and {output} "
                              "does not exist: pass its path with --output_json")
         report = files.read_json(output)
-        report["tables"] = [table.to_json() for table in tables(report)]
-        report["summary"] = summary_line(report)
-        files.write_json_atomic(output, report, indent=2)
-        print(report["summary"])
+        record.rewrite_view(output, tables(report), summary_line(report))
+        print(summary_line(report))
         print(f"rewrote the tables and summary of {output}", flush=True)
         return 0
     phases = ["random", "searches"] if FLAGS.quick else [FLAGS.phase]

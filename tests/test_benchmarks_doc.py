@@ -160,3 +160,18 @@ def test_cells_are_formatted_by_their_column_spec():
     assert record.format_cell(-0.0123, "+.2%") == "-1.23%"
     assert record.format_cell(None, ".2f") == "-"
     assert record.format_cell(float("inf"), ".2f") == "-"
+
+
+def test_rewrite_view_replaces_tables_and_summary_and_keeps_the_measurement(tmp_path):
+    path = str(tmp_path / "r.json")
+    record.write_result("r", {"top1": 0.5}, tables=[record.Table("old", ["a"], [[1]])],
+                        summary="old view", about="a", path=path, argv=["bench.py", "--n=1"])
+    before = json.loads(Path(path).read_text())
+    record.rewrite_view(path, [record.Table("new", ["a", "b"], [[1, 2.5]])], "new  view")
+    after = json.loads(Path(path).read_text())
+    assert after["tables"][0]["title"] == "new" and after["summary"] == "new view"
+    assert {k: v for k, v in after.items() if k not in ("tables", "summary")} == {
+        k: v for k, v in before.items() if k not in ("tables", "summary")}
+    with pytest.raises(FileNotFoundError, match="no result file to rewrite"):
+        record.rewrite_view(str(tmp_path / "missing.json"), [])
+    assert not (tmp_path / "missing.json").exists()

@@ -96,4 +96,5 @@ def test_a_bar_above_100_percent_is_out_of_every_networks_reach():
         "fewer than one child in a million")
     assert who_reaches({"top1": 0.9, "architecture_stds": None, "fraction_of_space": 0.0}) == (
         "no child (the architecture explains none of the spread)")
-    assert one_std_bar({"top1_mean": 0.9, "top1_std": 0.01}) == {}
+    # Without variance components, the bar alone.
+    assert one_std_bar({"top1_mean": 0.9, "top1_std": 0.01}) == {"top1": pytest.approx(0.91)}
